@@ -1,0 +1,23 @@
+import { randomBytes } from 'node:crypto';
+import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+
+/**
+ * Creates a uniquely named namespace. There is no namespace controller in the test control
+ * plane, so deleted namespaces never finish terminating: every test takes a new one.
+ */
+export async function createNamespace(kc: KubeConfig, prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
+  return name;
+}
+
+/** The HTTP status of a failed API call, or rethrows anything that is not an API error. */
+export async function statusOf(call: Promise<unknown>): Promise<number> {
+  try {
+    await call;
+    return 200;
+  } catch (error) {
+    if (error instanceof ApiException) return error.code;
+    throw error;
+  }
+}
