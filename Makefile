@@ -20,8 +20,9 @@ SHELL := /usr/bin/env bash
 
 DEPS := node_modules/.package-lock.json
 VITEST := node_modules/.bin/vitest
-# Prints the directory holding kube-apiserver and etcd, building them on first use.
-ENVTEST_ASSETS = $$(hack/envtest/setup.sh | tail -n 1)
+# Exports KUBEBUILDER_ASSETS (kube-apiserver, etcd, kubectl), building them on first use; a failed
+# build stops the recipe here rather than as a confusing error in the tests.
+WITH_ENVTEST = assets="$$(hack/envtest/setup.sh | tail -n 1)"; export KUBEBUILDER_ASSETS="$$assets";
 
 .PHONY: all
 all: build
@@ -55,7 +56,7 @@ build: $(DEPS) ## Compile TypeScript to dist/.
 .PHONY: test
 test: lint typecheck ## Lint, type-check, then run unit and integration tests (real apiserver, etcd, PostgreSQL).
 	@mkdir -p $(REPORTS)
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/vitest.json
+	$(WITH_ENVTEST) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/vitest.json
 
 .PHONY: test-unit
 test-unit: $(DEPS) ## Run the fast unit tests only.
@@ -63,7 +64,7 @@ test-unit: $(DEPS) ## Run the fast unit tests only.
 
 .PHONY: test-integration
 test-integration: $(DEPS) ## Run integration tests against a real control plane and PostgreSQL.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(VITEST) run --project integration
+	$(WITH_ENVTEST) $(VITEST) run --project integration
 
 .PHONY: envtest
 envtest: ## Build or find kube-apiserver + etcd; prints their directory as the last line.
@@ -73,7 +74,7 @@ envtest: ## Build or find kube-apiserver + etcd; prints their directory as the l
 
 .PHONY: dev
 dev: $(DEPS) ## Start a local control plane (and PostgreSQL) and print how to reach it; Ctrl-C stops all.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" node hack/dev.ts
+	$(WITH_ENVTEST) node hack/dev.ts
 
 .PHONY: run
 run: $(DEPS) ## Run the operator from source against the current kubeconfig.

@@ -39,7 +39,7 @@ fi
 
 if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
-envtest: kube-apiserver $k8s_version and etcd $etcd_version are not in $dir, and there is no Go
+envtest: kube-apiserver and kubectl $k8s_version and etcd $etcd_version are not in $dir, and there is no Go
 toolchain to build them. Either:
   - install Go >= 1.26 (https://go.dev/doc/install) and run 'make envtest' again, or
   - fetch prebuilt binaries with controller-runtime's setup-envtest:
