@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** A PEM certificate and key on disk. */
@@ -37,29 +37,46 @@ function subject({ commonName, organizations = [] }: SubjectOptions): string {
   ].join('');
 }
 
-const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-
-/** A self-signed certificate authority. */
-export function createCa(dir: string, name: string): KeyPair {
+/**
+ * Writes `<dir>/<name>.key` (a new P-256 key) and `<dir>/<name>.crt` with the given subject and
+ * extensions, self-signed or signed by `issuer`.
+ */
+function issue(
+  dir: string,
+  name: string,
+  subj: string,
+  extensions: readonly string[],
+  issuer?: KeyPair,
+): KeyPair {
   const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
   openssl([
     'req',
     '-x509',
-    ...EC_KEY,
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
     '-keyout',
     pair.keyFile,
     '-out',
     pair.certFile,
+    ...(issuer ? ['-CA', issuer.certFile, '-CAkey', issuer.keyFile] : []),
     '-days',
     '365',
     '-subj',
-    `/CN=${name}`,
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+    subj,
+    ...extensions.flatMap((e) => ['-addext', e]),
   ]);
   return pair;
+}
+
+/** A self-signed certificate authority. */
+export function createCa(dir: string, name: string): KeyPair {
+  return issue(dir, name, subject({ commonName: name }), [
+    'basicConstraints=critical,CA:TRUE',
+    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+  ]);
 }
 
 export interface LeafOptions extends SubjectOptions {
@@ -70,32 +87,13 @@ export interface LeafOptions extends SubjectOptions {
 
 /** A certificate signed by `ca`, written as `<dir>/<name>.crt` and `.key`. */
 export function createLeaf(dir: string, name: string, ca: KeyPair, options: LeafOptions): KeyPair {
-  const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
   const extensions = [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
     `extendedKeyUsage=${options.usage === 'server' ? 'serverAuth' : 'clientAuth'}`,
   ];
   if (options.altNames?.length) extensions.push(`subjectAltName=${options.altNames.join(',')}`);
-  openssl([
-    'req',
-    '-x509',
-    ...EC_KEY,
-    '-keyout',
-    pair.keyFile,
-    '-out',
-    pair.certFile,
-    '-CA',
-    ca.certFile,
-    '-CAkey',
-    ca.keyFile,
-    '-days',
-    '365',
-    '-subj',
-    subject(options),
-    ...extensions.flatMap((e) => ['-addext', e]),
-  ]);
-  return pair;
+  return issue(dir, name, subject(options), extensions, ca);
 }
 
 /** An RSA key pair for signing service-account tokens (`sa.key`, `sa.pub`). */
@@ -122,6 +120,3 @@ export function readPem(file: string): string {
   return readFileSync(file, 'utf8');
 }
 
-export function writePem(file: string, pem: string): void {
-  writeFileSync(file, pem, { mode: 0o600 });
-}
