@@ -119,4 +119,3 @@ export function createServiceAccountKeys(dir: string): {
 export function readPem(file: string): string {
   return readFileSync(file, 'utf8');
 }
-
