@@ -47,6 +47,10 @@ lint: $(DEPS) ## Lint and check formatting (Biome).
 typecheck: $(DEPS) ## Type-check sources and tests (tsc --noEmit).
 	npx tsc -p tsconfig.json --noEmit
 
+.PHONY: manifests
+manifests: $(DEPS) ## Generate crds/agentrun.yaml from the zod schemas in src/api.
+	node hack/manifests.ts
+
 .PHONY: build
 build: $(DEPS) ## Compile TypeScript to dist/.
 	npx tsc -p tsconfig.build.json
