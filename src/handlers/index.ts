@@ -1,0 +1,39 @@
+// Public surface of the handlers module; the package entry point re-exports from here.
+export type {
+  Handler,
+  HandlerContext,
+  HandlerDefinition,
+  InvalidParams,
+  JsonObject,
+  JsonValue,
+  PlanInput,
+  Prepared,
+  PrepareInput,
+} from './handler.ts';
+export {
+  defineHandler,
+  HANDLER_NAME_MAX_LENGTH,
+  HANDLER_NAME_PATTERN,
+  handlerNameProblem,
+  invalidParams,
+  jsonObjectSchema,
+  jsonValueSchema,
+  MAX_INVALID_PARAMS_MESSAGE,
+  parseParams,
+} from './handler.ts';
+export type { HandlersConfig, WebhookConfig } from './handlers-config.ts';
+export {
+  builtinHandlers,
+  DEFAULT_WEBHOOK_TIMEOUT_MS,
+  HandlersConfigError,
+  loadHandlersConfig,
+  parseHandlersConfig,
+  summarizeHandlersConfig,
+} from './handlers-config.ts';
+export type { HttpCheckOptions, HttpCheckPlan } from './http-check.ts';
+export { HTTP_CHECK_NAME, httpCheckHandler } from './http-check.ts';
+export type { NoopParams } from './noop.ts';
+export { noopHandler } from './noop.ts';
+export { HandlerRegistry } from './registry.ts';
+export type { WebhookOptions, WebhookPlan, WebhookRequestBody } from './webhook.ts';
+export { WEBHOOK_MAX_RESPONSE_BYTES, webhookHandler } from './webhook.ts';

@@ -1,0 +1,176 @@
+// Webhook agents: the operator's admin configures endpoints (URL, headers with credentials) and
+// names them; an AgentRun only picks a name and sends params. The URL and headers never come
+// from, nor appear in, the run: plans, errors and logs name the endpoint instead.
+import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
+import type { Handler, HandlerContext, JsonObject, JsonValue } from './handler.ts';
+import { handlerNameProblem, jsonObjectSchema, parseParams } from './handler.ts';
+import { excerpt, readBodyLimited, withDeadline } from './http.ts';
+
+/** Responses are artifacts on the run's status; anything larger is a misbehaving endpoint. */
+export const WEBHOOK_MAX_RESPONSE_BYTES = 1024 * 1024;
+
+export interface WebhookOptions {
+  /** The agent name users put in `spec.agent`. */
+  readonly name: string;
+  /** http or https, without userinfo (put credentials in `headers`). */
+  readonly url: string | URL;
+  /** Deadline for the request and its response body. */
+  readonly timeoutMs: number;
+  /** Sent with every request; may carry credentials, so they are never logged or reported. */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  readonly description?: string | undefined;
+}
+
+export type WebhookPlan = { endpoint: string; dryRun: boolean; params: JsonObject };
+
+/** The JSON body POSTed to the endpoint. */
+export type WebhookRequestBody = {
+  runId: string;
+  attempt: number;
+  objective: string;
+  dryRun: boolean;
+  plan: WebhookPlan;
+  params: JsonObject;
+};
+
+export function webhookHandler(options: WebhookOptions): Handler {
+  const { name, timeoutMs } = options;
+  const nameProblem = handlerNameProblem(name);
+  if (nameProblem !== undefined) {
+    throw new Error(`webhook name ${JSON.stringify(name)} ${nameProblem}`);
+  }
+  const parsed = parseUrl(options.url);
+  if (parsed === undefined) throw new Error(`webhook "${name}" url is not a valid absolute URL`);
+  const url: URL = parsed;
+  const urlIssue = webhookUrlProblem(url);
+  if (urlIssue !== undefined) throw new Error(`webhook "${name}" url ${urlIssue}`);
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
+    throw new Error(`webhook "${name}" timeoutMs must be a positive integer (got ${timeoutMs})`);
+  }
+  const headers = requestHeaders(name, options.headers ?? {});
+  const what = `webhook "${name}"`;
+
+  async function call(
+    objective: string,
+    plan: WebhookPlan,
+    ctx: HandlerContext,
+  ): Promise<JsonObject> {
+    const body: WebhookRequestBody = {
+      runId: ctx.runId,
+      attempt: ctx.attempt,
+      objective,
+      dryRun: plan.dryRun || ctx.dryRun,
+      plan,
+      params: plan.params,
+    };
+    const started = performance.now();
+    const response = await withDeadline(what, ctx.signal, timeoutMs, async (signal) => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        signal,
+        // A redirect would resend the body (and maybe the credentials) somewhere unconfigured.
+        redirect: 'manual',
+      });
+      return { status: res.status, body: await readBodyLimited(res, WEBHOOK_MAX_RESPONSE_BYTES) };
+    });
+    const latencyMs = Math.round(performance.now() - started);
+    ctx.logger.debug({ endpoint: name, status: response.status, latencyMs }, 'webhook answered');
+    return artifactsFrom(what, response.status, response.body);
+  }
+
+  return {
+    name,
+    description: options.description ?? `POSTs the run to the "${name}" webhook endpoint.`,
+    prepare(input) {
+      const params = parseParams(jsonObjectSchema, input.params);
+      if (!params.ok) return params;
+      const plan: WebhookPlan = { endpoint: name, dryRun: input.dryRun, params: params.value };
+      return { ok: true, plan, execute: (ctx) => call(input.objective, plan, ctx) };
+    },
+  };
+}
+
+function artifactsFrom(
+  what: string,
+  status: number,
+  body: { readonly text: string; readonly truncated: boolean },
+): JsonObject {
+  if (status < 200 || status > 299) {
+    const hint = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
+    throw new Error(`${what} answered ${status}${hint}: ${excerpt(body.text) || '(empty body)'}`);
+  }
+  if (body.truncated) {
+    throw new Error(
+      `${what} answered ${status} with a body over ${WEBHOOK_MAX_RESPONSE_BYTES} bytes; the response must be a smaller JSON object`,
+    );
+  }
+  let parsed: JsonValue;
+  try {
+    // JSON.parse yields only JSON values.
+    parsed = JSON.parse(body.text) as JsonValue;
+  } catch {
+    throw new Error(
+      `${what} answered ${status} with a body that is not JSON; expected a JSON object: ${excerpt(body.text) || '(empty body)'}`,
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    const kind = parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed;
+    throw new Error(`${what} answered ${status} with JSON ${kind}; expected a JSON object`);
+  }
+  return parsed;
+}
+
+// URL's own error quotes the input, which may carry a token in its query.
+function parseUrl(value: string | URL): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why a webhook URL is unusable, or undefined. Shared with the config file schema. */
+export function webhookUrlProblem(url: URL): string | undefined {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return `must use http or https, not "${url.protocol.slice(0, -1)}"`;
+  }
+  if (url.username !== '' || url.password !== '') {
+    return 'must not contain credentials (user:password@); send them in headers instead';
+  }
+  return undefined;
+}
+
+// RFC 9110 token, and a field value without control characters other than tab.
+const headerName = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const headerValue = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** Why a header name is unusable, or undefined. */
+export function headerNameProblem(name: string): string | undefined {
+  if (!headerName.test(name)) return 'must be a valid HTTP header name (a token such as x-api-key)';
+  if (reservedHeaders.has(name.toLowerCase())) return 'cannot be configured: the operator sets it';
+  return undefined;
+}
+
+/** Why a header value is unusable, or undefined. Never quotes the value: it may be a secret. */
+export function headerValueProblem(value: string): string | undefined {
+  if (!headerValue.test(value)) return 'must not contain control characters such as newlines';
+  return undefined;
+}
+
+const reservedHeaders = new Set(['content-type', 'content-length', 'host', 'transfer-encoding']);
+
+function requestHeaders(name: string, configured: Readonly<Record<string, string>>): Headers {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(configured)) {
+    const problem = headerNameProblem(key) ?? headerValueProblem(value);
+    if (problem !== undefined)
+      throw new Error(`webhook "${name}" header ${JSON.stringify(key)} ${problem}`);
+    headers.set(key, value);
+  }
+  headers.set('content-type', 'application/json');
+  if (!headers.has('accept')) headers.set('accept', 'application/json');
+  if (!headers.has('user-agent')) headers.set('user-agent', `${OPERATOR_NAME}/${OPERATOR_VERSION}`);
+  return headers;
+}

@@ -1,0 +1,361 @@
+// http.check against a real HTTP server on 127.0.0.1: no fetch mocks.
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
+import type { HttpCheckOptions } from '../../../src/handlers/http-check.ts';
+import { httpCheckHandler } from '../../../src/handlers/http-check.ts';
+import { silentLogger } from '../../../src/log.ts';
+
+type Seen = { method: string; path: string; headers: IncomingMessage['headers'] };
+type Respond = (req: IncomingMessage, res: ServerResponse) => void;
+
+const servers: Server[] = [];
+
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+/** A server on a free 127.0.0.1 port that records every request it receives. */
+async function serve(respond: Respond): Promise<{ origin: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    seen.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
+    respond(req, res);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { origin: `http://127.0.0.1:${port}`, seen };
+}
+
+function status(code: number, delayMs = 0): Respond {
+  return (_req, res) => {
+    setTimeout(() => res.writeHead(code, { 'content-type': 'text/plain' }).end('body'), delayMs);
+  };
+}
+
+function context(overrides: Partial<HandlerContext> = {}): HandlerContext {
+  return {
+    runId: 'run-1',
+    attempt: 1,
+    dryRun: false,
+    signal: new AbortController().signal,
+    logger: silentLogger(),
+    ...overrides,
+  };
+}
+
+function prepare(params: unknown, dryRun = false, options?: HttpCheckOptions): Prepared {
+  return httpCheckHandler(options).prepare({ objective: 'check', params, dryRun });
+}
+
+function check(params: unknown, ctx: Partial<HandlerContext> = {}): Promise<JsonObject> {
+  const prepared = prepare(params, ctx.dryRun ?? false);
+  if (!prepared.ok) throw new Error(prepared.message);
+  return prepared.execute(context(ctx));
+}
+
+function invalid(prepared: Prepared): string {
+  if (prepared.ok) throw new Error(`expected InvalidParams, got ${JSON.stringify(prepared.plan)}`);
+  return prepared.message;
+}
+
+describe('http.check plan', () => {
+  it('applies defaults and describes the probe', () => {
+    const prepared = prepare({ url: 'https://Example.com/health' });
+    expect(prepared.ok && prepared.plan).toEqual({
+      url: 'https://example.com/health',
+      method: 'GET',
+      expectedStatus: [200],
+      latencyBudgetMs: 2000,
+      timeoutMs: 10000,
+      dryRun: false,
+    });
+  });
+
+  it('keeps explicit values', () => {
+    const prepared = prepare(
+      {
+        url: 'http://a.example/x?y=1',
+        method: 'HEAD',
+        expectedStatus: [200, 204],
+        latencyBudgetMs: 50,
+        timeoutMs: 100,
+      },
+      true,
+    );
+    expect(prepared.ok && prepared.plan).toEqual({
+      url: 'http://a.example/x?y=1',
+      method: 'HEAD',
+      expectedStatus: [200, 204],
+      latencyBudgetMs: 50,
+      timeoutMs: 100,
+      dryRun: true,
+    });
+  });
+
+  it.each([
+    [{}, 'params.url: Invalid input: expected string, received undefined'],
+    [{ url: 'example.com' }, 'params.url: must be an absolute http:// or https:// URL'],
+    [
+      { url: 'ftp://example.com/x' },
+      'params.url: scheme "ftp" is not supported; use http or https',
+    ],
+    [
+      { url: 'file:///etc/passwd' },
+      'params.url: scheme "file" is not supported; use http or https',
+    ],
+    [
+      { url: 'https://user:pw@example.com/' },
+      'params.url: must not contain credentials (user:password@): the URL is stored in the run status',
+    ],
+    [
+      { url: 'https://example.com', method: 'POST' },
+      'params.method: Invalid option: expected one of "GET"|"HEAD"',
+    ],
+    [
+      { url: 'https://example.com', expectedStatus: 'ok' },
+      'params.expectedStatus: must be an HTTP status code (100-599) or a non-empty list of them',
+    ],
+    [
+      { url: 'https://example.com', expectedStatus: 99 },
+      'params.expectedStatus: Too small: expected number to be >=100',
+    ],
+    [
+      { url: 'https://example.com', expectedStatus: [200, 600] },
+      'params.expectedStatus[1]: Too big: expected number to be <=599',
+    ],
+    [
+      { url: 'https://example.com', expectedStatus: [] },
+      'params.expectedStatus: Too small: expected array to have >=1 items',
+    ],
+    [
+      { url: 'https://example.com', latencyBudgetMs: 0, timeoutMs: 1.5 },
+      'params.latencyBudgetMs: Too small: expected number to be >=1; params.timeoutMs: Invalid input: expected int, received number',
+    ],
+    [{ url: 'https://example.com', expectedstatus: 200 }, 'params.expectedstatus: unknown field'],
+  ])('rejects %j', (params, message) => {
+    expect(invalid(prepare(params))).toBe(message);
+  });
+});
+
+describe('http.check allow-list', () => {
+  const options = {
+    allowedHosts: ['status.example.com', '*.internal.example', '127.0.0.1', '::1'],
+  };
+
+  it.each([
+    'https://status.example.com/health',
+    'https://STATUS.example.com:8443/',
+    'https://status.example.com./',
+    'http://a.internal.example/',
+    'http://a.b.internal.example/',
+    'http://127.0.0.1:9/',
+    'http://[::1]:8080/',
+  ])('allows %s', (url) => {
+    expect(prepare({ url }, false, options).ok).toBe(true);
+  });
+
+  it.each([
+    'https://example.com/',
+    'https://evil-status.example.com/',
+    'https://status.example.com.evil.net/',
+    'http://internal.example/',
+    'http://127.0.0.2/',
+  ])('rejects %s naming the allowed hosts', (url) => {
+    const host = new URL(url).hostname;
+    expect(invalid(prepare({ url }, false, options))).toBe(
+      `params.url: host "${host}" is not allowed by the operator's http.check allow-list (allowed: status.example.com, *.internal.example, 127.0.0.1, ::1)`,
+    );
+  });
+
+  it('allows any host when the list is empty or absent', () => {
+    expect(prepare({ url: 'http://anything.example/' }, false, { allowedHosts: [] }).ok).toBe(true);
+    expect(prepare({ url: 'http://anything.example/' }, false, {}).ok).toBe(true);
+  });
+
+  it('caps the hosts it lists', () => {
+    const allowedHosts = Array.from({ length: 30 }, (_, i) => `h${i}.example`);
+    const message = invalid(prepare({ url: 'http://other.example/' }, false, { allowedHosts }));
+    expect(message).toContain('h19.example and 10 more)');
+    expect(message).not.toContain('h20.example');
+  });
+
+  it.each(['https://example.com', 'example.com/path', 'user@example.com', 'example.com:443', ''])(
+    'refuses the unusable entry %j when the handler is built',
+    (entry) => {
+      expect(() => httpCheckHandler({ allowedHosts: [entry] })).toThrow(
+        `http.check allowedHosts entry ${JSON.stringify(entry)} must be a hostname, an IP address or "*.domain"`,
+      );
+    },
+  );
+});
+
+describe('http.check dry run', () => {
+  it('sends nothing and says what it would have requested', async () => {
+    const server = await serve(status(200));
+    const url = `${server.origin}/health`;
+    await expect(check({ url, method: 'HEAD' }, { dryRun: true })).resolves.toEqual({
+      dryRun: true,
+      wouldRequest: {
+        url,
+        method: 'HEAD',
+        expectedStatus: [200],
+        latencyBudgetMs: 2000,
+        timeoutMs: 10000,
+      },
+    });
+    expect(server.seen).toEqual([]);
+  });
+
+  it('sends nothing when only the plan or only the context says dry run', async () => {
+    const server = await serve(status(200));
+    const url = `${server.origin}/health`;
+    const planned = prepare({ url }, true);
+    if (!planned.ok) throw new Error(planned.message);
+    await expect(planned.execute(context({ dryRun: false }))).resolves.toMatchObject({
+      dryRun: true,
+    });
+    const live = prepare({ url }, false);
+    if (!live.ok) throw new Error(live.message);
+    await expect(live.execute(context({ dryRun: true }))).resolves.toMatchObject({ dryRun: true });
+    expect(server.seen).toEqual([]);
+  });
+});
+
+describe('http.check against a server', () => {
+  it('reports status and latency for a healthy endpoint', async () => {
+    const server = await serve(status(200));
+    const artifacts = await check({ url: `${server.origin}/health` });
+    expect(artifacts).toEqual({
+      status: 200,
+      latencyMs: expect.any(Number),
+      ok: true,
+      withinBudget: true,
+    });
+    expect(artifacts['latencyMs']).toBeGreaterThanOrEqual(0);
+    expect(server.seen).toHaveLength(1);
+    expect(server.seen[0]).toMatchObject({ method: 'GET', path: '/health' });
+    expect(server.seen[0]?.headers['user-agent']).toMatch(
+      /^agentrun-operator\/\S+ \(http\.check\)$/,
+    );
+  });
+
+  it('sends HEAD when asked and accepts any listed status', async () => {
+    const server = await serve(status(204));
+    await expect(
+      check({ url: server.origin, method: 'HEAD', expectedStatus: [200, 204] }),
+    ).resolves.toMatchObject({ status: 204, ok: true });
+    expect(server.seen[0]?.method).toBe('HEAD');
+  });
+
+  it('fails on an unexpected status, saying which', async () => {
+    const server = await serve(status(503));
+    await expect(check({ url: `${server.origin}/health` })).rejects.toThrow(
+      `GET ${server.origin}/health answered 503, expected 200`,
+    );
+    await expect(check({ url: server.origin, expectedStatus: [200, 204] })).rejects.toThrow(
+      'answered 503, expected one of 200, 204',
+    );
+  });
+
+  it('accepts a non-2xx status when that is what is expected', async () => {
+    const server = await serve(status(404));
+    await expect(check({ url: server.origin, expectedStatus: 404 })).resolves.toMatchObject({
+      status: 404,
+      ok: true,
+    });
+  });
+
+  it('fails when the answer is slower than the latency budget', async () => {
+    const server = await serve(status(200, 300));
+    const error = await check({ url: server.origin, latencyBudgetMs: 50 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toMatch(
+      /^GET http:\/\/127\.0\.0\.1:\d+\/ took \d+ ms, over the 50 ms latency budget$/,
+    );
+    const took = Number(/took (\d+) ms/.exec((error as Error).message)?.[1]);
+    expect(took).toBeGreaterThanOrEqual(250);
+  });
+
+  it('names both problems when status and latency are wrong', async () => {
+    const server = await serve(status(500, 150));
+    await expect(check({ url: server.origin, latencyBudgetMs: 20 })).rejects.toThrow(
+      /answered 500, expected 200 and took \d+ ms, over the 20 ms latency budget$/,
+    );
+  });
+
+  it('does not follow redirects', async () => {
+    const server = await serve((req, res) => {
+      if (req.url === '/moved') res.writeHead(302, { location: '/elsewhere' }).end();
+      else res.writeHead(200).end();
+    });
+    await expect(check({ url: `${server.origin}/moved` })).rejects.toThrow(
+      'answered 302, expected 200',
+    );
+    await expect(
+      check({ url: `${server.origin}/moved`, expectedStatus: 302 }),
+    ).resolves.toMatchObject({ status: 302 });
+    expect(server.seen.map((s) => s.path)).toEqual(['/moved', '/moved']);
+  });
+
+  it('times out on its own deadline', async () => {
+    const server = await serve(() => {
+      // Never answers.
+    });
+    const started = performance.now();
+    await expect(check({ url: server.origin, timeoutMs: 100 })).rejects.toThrow(
+      `GET ${server.origin}/ timed out after 100 ms`,
+    );
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
+  it('stops when the run is cancelled, with the cancellation reason', async () => {
+    const server = await serve(() => {
+      // Never answers.
+    });
+    const controller = new AbortController();
+    const reason = new Error('run deleted');
+    setTimeout(() => controller.abort(reason), 50);
+    await expect(check({ url: server.origin }, { signal: controller.signal })).rejects.toBe(reason);
+    expect(server.seen).toHaveLength(1);
+  });
+
+  it('does not send anything when the run is already cancelled', async () => {
+    const server = await serve(status(200));
+    const reason = new Error('cancelled before start');
+    await expect(check({ url: server.origin }, { signal: AbortSignal.abort(reason) })).rejects.toBe(
+      reason,
+    );
+    expect(server.seen).toEqual([]);
+  });
+
+  it('does not wait for a long body', async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200);
+      res.write('first chunk');
+      // The rest never comes: the check must not wait for it.
+    });
+    await expect(check({ url: server.origin, timeoutMs: 2_000 })).resolves.toMatchObject({
+      status: 200,
+      ok: true,
+    });
+  });
+
+  it('explains a refused connection', async () => {
+    const server = await serve(status(200));
+    const url = server.origin;
+    const closing = servers.pop();
+    closing?.closeAllConnections();
+    await new Promise((resolve) => closing?.close(resolve));
+    await expect(check({ url })).rejects.toThrow(`GET ${url}/ failed: connect ECONNREFUSED`);
+  });
+});
