@@ -1,0 +1,31 @@
+import type { Phase } from './agentrun.ts';
+
+/**
+ * Reasons of the `Succeeded` condition (and, mirrored, of Ready/Reconciling/Stalled). The
+ * condition moves forward only: Unknown (Pending, Running, Retrying) to True (Succeeded) or
+ * False (every other reason). Users, alerts and GitOps health checks key on these strings.
+ */
+export const Reason = {
+  Pending: 'Pending',
+  Running: 'Running',
+  Retrying: 'Retrying',
+  Succeeded: 'Succeeded',
+  Failed: 'Failed',
+  TimedOut: 'TimedOut',
+  Canceled: 'Canceled',
+  UnknownAgent: 'UnknownAgent',
+  InvalidParams: 'InvalidParams',
+  BackoffLimitExceeded: 'BackoffLimitExceeded',
+  Interrupted: 'Interrupted',
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/** Reasons that end a run. */
+export type TerminalReason = Exclude<Reason, 'Pending' | 'Running' | 'Retrying'>;
+
+/** The phase a terminal reason shows as. */
+export function terminalPhase(reason: TerminalReason): Phase {
+  if (reason === Reason.Succeeded) return 'Succeeded';
+  if (reason === Reason.Canceled) return 'Canceled';
+  return 'Failed';
+}

@@ -1,0 +1,197 @@
+import {
+  type AgentRun,
+  type AgentRunStatus,
+  ERROR_MAX_LENGTH,
+  type Phase,
+} from '../api/agentrun.ts';
+import { type Condition, ConditionType, findCondition, setCondition } from '../api/conditions.ts';
+import { Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
+
+/**
+ * Pure builders of an AgentRun's next status. Each returns the complete status object (it is
+ * written whole), computed only from the run, the event and the clock.
+ */
+
+/** The most of the handler's artifacts copied onto the status; the audit log keeps them all. */
+export const STATUS_ARTIFACTS_MAX_BYTES = 4096;
+
+export type JsonObject = { [key: string]: unknown };
+
+export function isTerminal(status: AgentRunStatus | undefined): boolean {
+  const succeeded = findCondition(status?.conditions, ConditionType.Succeeded);
+  return succeeded !== undefined && succeeded.status !== 'Unknown';
+}
+
+/** How many attempts a run may start: the first one plus backoffLimit retries. */
+export function maxAttempts(run: AgentRun): number {
+  return run.spec.backoffLimit + 1;
+}
+
+/** When the whole run must be over: timeoutSeconds after the first attempt started. */
+export function deadline(run: AgentRun): Date | undefined {
+  const startedAt = run.status?.startedAt;
+  return startedAt ? new Date(Date.parse(startedAt) + run.spec.timeoutSeconds * 1000) : undefined;
+}
+
+/**
+ * A strict order of the states a run passes through (attempt N running < attempt N ended <
+ * attempt N+1 running). Status only ever moves forward, so of two views of the same run the one
+ * with the higher progress is the newer: this lets the controller trust its own last write over
+ * an informer cache that has not caught up yet, without comparing resourceVersions.
+ */
+export function progress(status: AgentRunStatus | undefined): number {
+  if (!status) return 0;
+  const attempts = status.attempts ?? 0;
+  const reason = findCondition(status.conditions, ConditionType.Succeeded)?.reason;
+  const settled = isTerminal(status) || reason === Reason.Retrying ? 1 : 0;
+  // Terminal outranks everything: a run finished without ever starting has attempts 0.
+  return isTerminal(status) ? Number.MAX_SAFE_INTEGER : attempts * 2 + settled;
+}
+
+function withConditions(
+  status: AgentRunStatus,
+  run: AgentRun,
+  now: Date,
+  succeeded: Pick<Condition, 'status' | 'reason' | 'message'>,
+): Condition[] {
+  const observedGeneration = run.metadata.generation;
+  const done = succeeded.status !== 'Unknown';
+  const failed = succeeded.status === 'False';
+  const base = { reason: succeeded.reason, message: succeeded.message };
+  type Entry = Omit<Condition, 'lastTransitionTime'>;
+  const entry = (type: ConditionType, status: Condition['status']): Entry =>
+    observedGeneration === undefined
+      ? { type, status, ...base }
+      : { type, status, ...base, observedGeneration };
+  const entries: Entry[] = [
+    entry(ConditionType.Succeeded, succeeded.status),
+    // kstatus: Ready=True means done and well; Reconciling=True means in progress;
+    // Stalled=True means it will not get better without a human (failed or canceled).
+    entry(ConditionType.Ready, succeeded.status === 'True' ? 'True' : 'False'),
+    entry(ConditionType.Reconciling, done ? 'False' : 'True'),
+    entry(ConditionType.Stalled, failed ? 'True' : 'False'),
+  ];
+  return entries.reduce<Condition[]>(
+    (conditions, next) => setCondition(conditions, next, now),
+    status.conditions ?? [],
+  );
+}
+
+function common(run: AgentRun, phase: Phase): AgentRunStatus {
+  const status: AgentRunStatus = { ...run.status, runId: run.metadata.uid, phase };
+  if (run.metadata.generation !== undefined) status.observedGeneration = run.metadata.generation;
+  return status;
+}
+
+/** The status that claims attempt `attempt` before its handler starts. */
+export function runningStatus(
+  run: AgentRun,
+  attempt: number,
+  plan: JsonObject,
+  now: Date,
+  note?: string,
+): AgentRunStatus {
+  const status = common(run, 'Running');
+  delete status.nextRetryAt;
+  status.attempts = attempt;
+  status.startedAt = run.status?.startedAt ?? now.toISOString();
+  status.plan = plan;
+  const of = maxAttempts(run) > 1 ? ` of ${maxAttempts(run)}` : '';
+  const message = `attempt ${attempt}${of} running${note ? ` (${note})` : ''}`;
+  status.conditions = withConditions(status, run, now, {
+    status: 'Unknown',
+    reason: Reason.Running,
+    message,
+  });
+  return status;
+}
+
+/** An attempt failed and another one will start at `retryAt`. */
+export function retryingStatus(
+  run: AgentRun,
+  error: string,
+  retryAt: Date,
+  now: Date,
+): AgentRunStatus {
+  const status = common(run, 'Running');
+  status.error = truncate(error, ERROR_MAX_LENGTH);
+  status.nextRetryAt = retryAt.toISOString();
+  const attempt = status.attempts ?? 0;
+  status.conditions = withConditions(status, run, now, {
+    status: 'Unknown',
+    reason: Reason.Retrying,
+    message: truncate(
+      `attempt ${attempt} of ${maxAttempts(run)} failed, retrying at ${status.nextRetryAt}: ${error}`,
+      1024,
+    ),
+  });
+  return status;
+}
+
+export interface Outcome {
+  readonly reason: TerminalReason;
+  readonly message: string;
+  readonly artifacts?: JsonObject;
+  readonly error?: string;
+}
+
+/** The final status of a run. Every terminal outcome sets finishedAt and the duration. */
+export function terminalStatus(run: AgentRun, outcome: Outcome, now: Date): AgentRunStatus {
+  const phase = terminalPhase(outcome.reason);
+  const status = common(run, phase);
+  delete status.nextRetryAt;
+  status.attempts = status.attempts ?? 0;
+  status.finishedAt = now.toISOString();
+  const startedAt = status.startedAt ? Date.parse(status.startedAt) : now.getTime();
+  status.durationMs = Math.max(0, now.getTime() - startedAt);
+  status.duration = formatDuration(status.durationMs);
+  if (outcome.artifacts !== undefined) status.artifacts = capArtifacts(outcome.artifacts);
+  if (outcome.error !== undefined) status.error = truncate(outcome.error, ERROR_MAX_LENGTH);
+  else if (phase === 'Succeeded') delete status.error;
+  status.conditions = withConditions(status, run, now, {
+    status: phase === 'Succeeded' ? 'True' : 'False',
+    reason: outcome.reason,
+    message: truncate(outcome.message, 32768),
+  });
+  return status;
+}
+
+/** Truncates to `max` characters, marking the cut so a reader knows text is missing. */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const marker = '... [truncated]';
+  return text.slice(0, max - marker.length) + marker;
+}
+
+/**
+ * The artifacts as stored on the status: unchanged when their JSON fits in
+ * STATUS_ARTIFACTS_MAX_BYTES, otherwise a marker with the size and a preview. etcd objects are
+ * capped at 1.5 MiB and every watcher receives the whole object on each change, so large outputs
+ * belong in the audit log, not on the resource.
+ */
+export function capArtifacts(artifacts: JsonObject): JsonObject {
+  const json = JSON.stringify(artifacts);
+  const bytes = Buffer.byteLength(json);
+  if (bytes <= STATUS_ARTIFACTS_MAX_BYTES) return artifacts;
+  return {
+    truncated: true,
+    bytes,
+    preview: truncate(json, 1024),
+    note: 'artifacts exceed the 4 KiB status cap; the audit log keeps the full copy',
+  };
+}
+
+/**
+ * Durations the way kubectl prints them: 850ms, 1.25s, 3m4s, 1h2m3s. Every unit truncates, as
+ * the minutes and hours do, so 59999ms is 59.99s, never 60s (rounding would cross into the next
+ * format).
+ */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.floor(ms)}ms`;
+  if (ms < 60_000) return `${Math.floor(ms / 10) / 100}s`;
+  const total = Math.floor(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return h > 0 ? `${h}h${m}m${s}s` : `${m}m${s}s`;
+}

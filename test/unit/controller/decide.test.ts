@@ -1,0 +1,1001 @@
+import { describe, expect, it } from 'vitest';
+import { type AgentRun, agentRunSchema } from '../../../src/api/agentrun.ts';
+import { type Condition, findCondition, rfc3339 } from '../../../src/api/conditions.ts';
+import type { TerminalReason } from '../../../src/api/reasons.ts';
+import {
+  type Action,
+  type AttemptResult,
+  decide,
+  FINALIZER,
+  retryDelayMs,
+  statusAfterAttempt,
+} from '../../../src/controller/decide.ts';
+import { STATUS_ARTIFACTS_MAX_BYTES } from '../../../src/controller/run-status.ts';
+import {
+  agentRun,
+  at,
+  conditionSummary,
+  deleting,
+  finished,
+  GENERATION,
+  MINUTE,
+  PLAN,
+  protectedRun,
+  RETRY,
+  retrying,
+  running,
+  SECOND,
+  T0,
+  TERMINAL_REASONS,
+  UID,
+  withStatus,
+} from './fixtures.ts';
+
+const START = { type: 'start', attempt: 1 } as const;
+const NONE = { type: 'none' } as const;
+
+function canceled(message: string): Action {
+  return { type: 'finish', reason: 'Canceled', message };
+}
+
+describe('decide: a fresh run', () => {
+  it.each<[string, AgentRun, boolean, Action]>([
+    ['no status -> start attempt 1', agentRun(), false, START],
+    ['empty status -> start attempt 1', agentRun({ status: {} }), false, START],
+    [
+      'backoffLimit does not change the first attempt',
+      agentRun({ spec: { backoffLimit: 5 } }),
+      false,
+      START,
+    ],
+    ['already executing -> none', agentRun(), true, NONE],
+    [
+      'cancel before it started -> finish Canceled',
+      agentRun({ spec: { cancel: true } }),
+      false,
+      canceled('canceled before it started'),
+    ],
+    [
+      'deleted before it started -> finish Canceled',
+      deleting(agentRun()),
+      false,
+      canceled('deleted before it finished'),
+    ],
+    [
+      'deleted and canceled -> the deletion message wins',
+      deleting(agentRun({ spec: { cancel: true } })),
+      false,
+      canceled('deleted before it finished'),
+    ],
+    [
+      'holding the finalizer changes nothing before the run ends',
+      protectedRun(agentRun()),
+      false,
+      START,
+    ],
+  ])('%s', (_name, run, executing, expected) => {
+    expect(decide({ run, executing, now: T0 })).toStrictEqual(expected);
+  });
+
+  it('starts with no note on the action', () => {
+    const action = decide({ run: agentRun(), executing: false, now: T0 });
+    expect(Object.keys(action).sort()).toEqual(['attempt', 'type']);
+  });
+});
+
+describe('decide: terminal runs', () => {
+  it('the finalizer name is part of the API (objects in clusters carry it)', () => {
+    expect(FINALIZER).toBe('agents.applylens.io/run-protection');
+  });
+
+  const FINISHED_AT = at(5 * SECOND);
+
+  /** A run that started at T0, ran one attempt and ended at T0+5s with `reason`. */
+  function ended(
+    reason: TerminalReason,
+    spec: { ttlSecondsAfterFinished?: number; cancel?: boolean } = {},
+  ): AgentRun {
+    const run = agentRun({ spec });
+    return finished(running(run, 1, T0), reason, FINISHED_AT);
+  }
+
+  describe.each(TERMINAL_REASONS)('%s', (reason) => {
+    it('without a TTL -> none, now and much later', () => {
+      const run = ended(reason);
+      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual(NONE);
+      expect(decide({ run, executing: false, now: at(365 * 24 * 60 * MINUTE) })).toStrictEqual(
+        NONE,
+      );
+    });
+
+    it.each<[string, number, Action]>([
+      ['right after it finished', 0, { type: 'requeue', afterMs: 60_000 }],
+      ['10s later', 10 * SECOND, { type: 'requeue', afterMs: 50_000 }],
+      ['1ms before the TTL', 60 * SECOND - 1, { type: 'requeue', afterMs: 1 }],
+      ['exactly when the TTL is due', 60 * SECOND, { type: 'delete' }],
+      ['after the TTL', 61 * SECOND, { type: 'delete' }],
+    ])('ttlSecondsAfterFinished=60, %s', (_name, sinceFinished, expected) => {
+      const run = ended(reason, { ttlSecondsAfterFinished: 60 });
+      const now = new Date(FINISHED_AT.getTime() + sinceFinished);
+      expect(decide({ run, executing: false, now })).toStrictEqual(expected);
+    });
+
+    it('ttlSecondsAfterFinished=0 -> delete as soon as it finished', () => {
+      const run = ended(reason, { ttlSecondsAfterFinished: 0 });
+      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual({
+        type: 'delete',
+      });
+    });
+
+    it('holding the finalizer and not executing -> releaseFinalizer (before TTL or delete)', () => {
+      const run = protectedRun(ended(reason, { ttlSecondsAfterFinished: 0 }));
+      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual({
+        type: 'releaseFinalizer',
+      });
+      const gone = deleting(ended(reason), FINISHED_AT);
+      expect(decide({ run: gone, executing: false, now: FINISHED_AT })).toStrictEqual({
+        type: 'releaseFinalizer',
+      });
+    });
+
+    it('holding the finalizer while still executing -> none: keeps it until the outcome is written', () => {
+      const noTtl = protectedRun(ended(reason));
+      expect(decide({ run: noTtl, executing: true, now: FINISHED_AT })).toStrictEqual(NONE);
+      const ttl = protectedRun(ended(reason, { ttlSecondsAfterFinished: 30 }));
+      expect(decide({ run: ttl, executing: true, now: at(15 * SECOND) })).toStrictEqual(NONE);
+      const gone = deleting(ended(reason), FINISHED_AT);
+      expect(decide({ run: gone, executing: true, now: FINISHED_AT })).toStrictEqual(NONE);
+    });
+
+    it.each<[string, number]>([
+      ['before the TTL is due', 15 * SECOND],
+      ['exactly when the TTL is due', 35 * SECOND],
+      ['long after the TTL', 10 * MINUTE],
+    ])(
+      'executing, without the finalizer -> none, no requeue or delete (%s)',
+      (_name, sinceStart) => {
+        const run = ended(reason, { ttlSecondsAfterFinished: 30 });
+        expect(decide({ run, executing: true, now: at(sinceStart) })).toStrictEqual(NONE);
+        const zero = ended(reason, { ttlSecondsAfterFinished: 0 });
+        expect(decide({ run: zero, executing: true, now: at(sinceStart) })).toStrictEqual(NONE);
+        // Once the outcome write is done, the TTL applies as usual.
+        expect(decide({ run: zero, executing: false, now: at(sinceStart) })).toStrictEqual({
+          type: 'delete',
+        });
+      },
+    );
+
+    it('executing while deleted without our finalizer -> none', () => {
+      const run = deleting(ended(reason, { ttlSecondsAfterFinished: 0 }), FINISHED_AT, []);
+      expect(decide({ run, executing: true, now: at(10 * MINUTE) })).toStrictEqual(NONE);
+    });
+
+    it('only foreign finalizers -> not ours to release', () => {
+      const run = ended(reason);
+      const foreign = {
+        ...run,
+        metadata: { ...run.metadata, finalizers: ['example.com/archive'] },
+      };
+      expect(decide({ run: foreign, executing: false, now: FINISHED_AT })).toStrictEqual(NONE);
+    });
+
+    it('being deleted without our finalizer -> none, even when the TTL is due', () => {
+      const run = deleting(ended(reason, { ttlSecondsAfterFinished: 0 }), FINISHED_AT, []);
+      expect(decide({ run, executing: false, now: at(10 * MINUTE) })).toStrictEqual(NONE);
+    });
+
+    it('a late cancel is ignored', () => {
+      const run = ended(reason, { cancel: true });
+      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual(NONE);
+      expect(decide({ run, executing: true, now: FINISHED_AT })).toStrictEqual(NONE);
+    });
+
+    it('past the run deadline -> still no TimedOut, nothing to do', () => {
+      const run = ended(reason, { ttlSecondsAfterFinished: 3600 });
+      expect(decide({ run, executing: false, now: at(20 * MINUTE) })).toStrictEqual({
+        type: 'requeue',
+        afterMs: 3600 * SECOND - (20 * MINUTE - 5 * SECOND),
+      });
+    });
+  });
+
+  it('a run that finished without ever starting follows the same TTL', () => {
+    const run = finished(
+      agentRun({ spec: { ttlSecondsAfterFinished: 10, cancel: true } }),
+      'Canceled',
+      T0,
+    );
+    expect(decide({ run, executing: false, now: at(4 * SECOND) })).toStrictEqual({
+      type: 'requeue',
+      afterMs: 6_000,
+    });
+    expect(decide({ run, executing: false, now: at(10 * SECOND) })).toStrictEqual({
+      type: 'delete',
+    });
+  });
+
+  it('a terminal status without finishedAt (hand-written) -> none instead of a NaN requeue', () => {
+    const condition: Condition = {
+      type: 'Succeeded',
+      status: 'False',
+      reason: 'Failed',
+      message: 'x',
+      lastTransitionTime: rfc3339(T0),
+    };
+    const run = agentRun({
+      spec: { ttlSecondsAfterFinished: 0 },
+      status: { phase: 'Failed', conditions: [condition] },
+    });
+    expect(decide({ run, executing: false, now: at(MINUTE) })).toStrictEqual(NONE);
+  });
+});
+
+describe('decide: while this process executes an attempt', () => {
+  const states: [string, (run: AgentRun) => AgentRun][] = [
+    ['fresh', (run) => run],
+    ['running attempt 1', (run) => running(run, 1, T0)],
+    ['retrying', (run) => retrying(running(run, 1, T0), at(MINUTE), at(SECOND))],
+  ];
+
+  describe.each(states)('%s', (_state, put) => {
+    it.each<[string, AgentRun, Action]>([
+      [
+        'cancel -> abort Canceled',
+        put(agentRun({ spec: { cancel: true, backoffLimit: 2 } })),
+        { type: 'abort', reason: 'Canceled', message: 'canceled while running' },
+      ],
+      [
+        'deletionTimestamp -> abort Canceled',
+        put(deleting(agentRun({ spec: { backoffLimit: 2 } }))),
+        { type: 'abort', reason: 'Canceled', message: 'deleted while running' },
+      ],
+      [
+        'deletionTimestamp and cancel -> abort with the deletion message',
+        put(deleting(agentRun({ spec: { cancel: true, backoffLimit: 2 } }))),
+        { type: 'abort', reason: 'Canceled', message: 'deleted while running' },
+      ],
+      ['otherwise -> none', put(agentRun({ spec: { backoffLimit: 2 } })), NONE],
+      [
+        'holding the finalizer -> none (never released mid-run)',
+        put(protectedRun(agentRun({ spec: { backoffLimit: 2 } }))),
+        NONE,
+      ],
+    ])('%s', (_name, run, expected) => {
+      expect(decide({ run, executing: true, now: at(2 * SECOND) })).toStrictEqual(expected);
+    });
+  });
+
+  it('past the deadline -> none: the executor enforces it with its own timer', () => {
+    const run = running(agentRun({ spec: { timeoutSeconds: 60 } }), 1, T0);
+    expect(decide({ run, executing: true, now: at(10 * MINUTE) })).toStrictEqual(NONE);
+  });
+});
+
+describe('decide: canceled or deleted while nothing executes', () => {
+  const spec = { backoffLimit: 2 };
+  /** The run with its attempt count overwritten, as a hand-edited status would have it. */
+  const withAttempts = (run: AgentRun, attempts: number): AgentRun =>
+    withStatus(run, { ...run.status, attempts });
+  it.each<[string, AgentRun, Action]>([
+    [
+      'cancel before the first attempt',
+      agentRun({ spec: { ...spec, cancel: true } }),
+      canceled('canceled before it started'),
+    ],
+    [
+      'cancel while waiting to retry',
+      retrying(running(agentRun({ spec: { ...spec, cancel: true } }), 1, T0), at(MINUTE), at(1)),
+      canceled('canceled while waiting to retry'),
+    ],
+    [
+      'cancel while waiting to retry after attempt 2',
+      retrying(
+        running(agentRun({ spec: { ...spec, cancel: true } }), 2, T0),
+        at(MINUTE),
+        at(SECOND),
+      ),
+      canceled('canceled while waiting to retry'),
+    ],
+    [
+      'cancel while the status says Running but nothing runs (operator restart)',
+      running(agentRun({ spec: { ...spec, cancel: true } }), 1, T0),
+      canceled('canceled after attempt 1 was interrupted'),
+    ],
+    [
+      'cancel after attempt 3 was interrupted (names the attempt)',
+      running(agentRun({ spec: { ...spec, cancel: true } }), 3, T0),
+      canceled('canceled after attempt 3 was interrupted'),
+    ],
+    [
+      'cancel after an interruption with no retries left -> Canceled, not Interrupted',
+      running(agentRun({ spec: { cancel: true } }), 1, T0),
+      canceled('canceled after attempt 1 was interrupted'),
+    ],
+    [
+      'cancel with a hand-written Running status and attempts 0 -> before it started',
+      withAttempts(running(agentRun({ spec: { ...spec, cancel: true } }), 1, T0), 0),
+      canceled('canceled before it started'),
+    ],
+    [
+      'deleted before it started',
+      deleting(agentRun({ spec })),
+      canceled('deleted before it finished'),
+    ],
+    [
+      'deleted while waiting to retry',
+      deleting(retrying(running(agentRun({ spec }), 1, T0), at(MINUTE), at(1))),
+      canceled('deleted before it finished'),
+    ],
+    [
+      'deleted while the status says Running but nothing runs',
+      deleting(running(agentRun({ spec }), 1, T0)),
+      canceled('deleted before it finished'),
+    ],
+    [
+      'deleted without our finalizer',
+      deleting(running(agentRun({ spec }), 1, T0), T0, []),
+      canceled('deleted before it finished'),
+    ],
+    [
+      'deleted past the deadline -> Canceled, not TimedOut',
+      deleting(running(agentRun({ spec: { ...spec, timeoutSeconds: 1 } }), 1, T0)),
+      canceled('deleted before it finished'),
+    ],
+    [
+      'canceled past the deadline -> Canceled, not TimedOut',
+      running(agentRun({ spec: { ...spec, timeoutSeconds: 1, cancel: true } }), 1, T0),
+      canceled('canceled after attempt 1 was interrupted'),
+    ],
+    [
+      'canceled while waiting to retry, past the deadline -> Canceled, not TimedOut',
+      retrying(
+        running(agentRun({ spec: { ...spec, timeoutSeconds: 1, cancel: true } }), 1, T0),
+        at(MINUTE),
+        at(500),
+      ),
+      canceled('canceled while waiting to retry'),
+    ],
+  ])('%s', (_name, run, expected) => {
+    expect(decide({ run, executing: false, now: at(2 * SECOND) })).toStrictEqual(expected);
+  });
+});
+
+describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
+  const timeoutSeconds = 600;
+  const DEADLINE = timeoutSeconds * SECOND;
+
+  function timedOut(attempts: number): Action {
+    return {
+      type: 'finish',
+      reason: 'TimedOut',
+      message: `exceeded timeoutSeconds=600 after ${attempts} attempt(s)`,
+    };
+  }
+
+  it.each<[string, AgentRun, number, Action]>([
+    [
+      'Running (interrupted), exactly at the deadline -> TimedOut',
+      running(agentRun({ spec: { timeoutSeconds, backoffLimit: 1 } }), 1, T0),
+      DEADLINE,
+      timedOut(1),
+    ],
+    [
+      'Running (interrupted), 1ms before -> restart instead',
+      running(agentRun({ spec: { timeoutSeconds, backoffLimit: 1 } }), 1, T0),
+      DEADLINE - 1,
+      { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' },
+    ],
+    [
+      'Running (interrupted, no retries left), past the deadline -> TimedOut, not Interrupted',
+      running(agentRun({ spec: { timeoutSeconds } }), 1, T0),
+      DEADLINE + MINUTE,
+      timedOut(1),
+    ],
+    [
+      'Retrying with a retry due after the deadline, at the deadline -> TimedOut',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 2, T0),
+        at(DEADLINE + MINUTE),
+        at(DEADLINE - SECOND),
+      ),
+      DEADLINE,
+      timedOut(2),
+    ],
+    [
+      'Retrying with a retry due after the deadline, 1ms before it -> requeue until the deadline',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 2, T0),
+        at(DEADLINE + MINUTE),
+        at(DEADLINE - SECOND),
+      ),
+      DEADLINE - 1,
+      { type: 'requeue', afterMs: 1 },
+    ],
+    [
+      'Retrying with a retry due after the deadline, right after the failure -> requeue until the deadline',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 2, T0),
+        at(DEADLINE + MINUTE),
+        at(DEADLINE - SECOND),
+      ),
+      DEADLINE - SECOND,
+      { type: 'requeue', afterMs: SECOND },
+    ],
+    [
+      'Retrying with a retry due before the deadline -> requeue until nextRetryAt',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 2, T0),
+        at(DEADLINE - MINUTE),
+        at(DEADLINE - 2 * MINUTE),
+      ),
+      DEADLINE - 2 * MINUTE,
+      { type: 'requeue', afterMs: MINUTE },
+    ],
+    [
+      'Retrying with the retry due exactly at the deadline, 1ms before -> requeue 1ms',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 1, T0),
+        at(DEADLINE),
+        at(DEADLINE - SECOND),
+      ),
+      DEADLINE - 1,
+      { type: 'requeue', afterMs: 1 },
+    ],
+    [
+      'Retrying with the retry due, deadline not yet passed -> start the next attempt',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 2, T0),
+        at(DEADLINE - MINUTE),
+        at(DEADLINE - 2 * MINUTE),
+      ),
+      DEADLINE - MINUTE,
+      { type: 'start', attempt: 3 },
+    ],
+    [
+      'Retrying with the retry due, past the deadline -> TimedOut, not a new attempt',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 2, T0),
+        at(DEADLINE - MINUTE),
+        at(DEADLINE - 2 * MINUTE),
+      ),
+      DEADLINE + SECOND,
+      timedOut(2),
+    ],
+    [
+      'Retrying with the retry due exactly at the deadline -> TimedOut, not a new attempt',
+      retrying(
+        running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 1, T0),
+        at(DEADLINE),
+        at(DEADLINE - SECOND),
+      ),
+      DEADLINE,
+      timedOut(1),
+    ],
+    [
+      'counted from the first start, not from the current attempt',
+      running(
+        retrying(
+          running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 1, T0),
+          at(5 * MINUTE),
+          at(4 * MINUTE),
+        ),
+        2,
+        at(5 * MINUTE),
+      ),
+      DEADLINE,
+      timedOut(2),
+    ],
+    [
+      'a run that never started has no deadline',
+      agentRun({ spec: { timeoutSeconds: 1 } }),
+      365 * 24 * 60 * MINUTE,
+      START,
+    ],
+  ])('%s', (_name, run, sinceStart, expected) => {
+    expect(decide({ run, executing: false, now: at(sinceStart) })).toStrictEqual(expected);
+  });
+
+  it('waking when the requeue says records the timeout on time', () => {
+    const run = retrying(
+      running(agentRun({ spec: { timeoutSeconds, backoffLimit: 3 } }), 1, T0),
+      at(DEADLINE + 5 * MINUTE),
+      at(DEADLINE - 30 * SECOND),
+    );
+    const first = decide({ run, executing: false, now: at(DEADLINE - 30 * SECOND) });
+    expect(first).toStrictEqual({ type: 'requeue', afterMs: 30 * SECOND });
+    const wake = at(DEADLINE - 30 * SECOND + (first.type === 'requeue' ? first.afterMs : 0));
+    expect(decide({ run, executing: false, now: wake })).toStrictEqual(timedOut(1));
+  });
+
+  it('honours timeoutSeconds=1 to the millisecond', () => {
+    const run = retrying(
+      running(agentRun({ spec: { timeoutSeconds: 1, backoffLimit: 1 } }), 1, T0),
+      at(10 * SECOND),
+      at(500),
+    );
+    // The retry is due at 10s but the deadline at 1s: wake at the deadline, not at the retry.
+    expect(decide({ run, executing: false, now: at(500) })).toStrictEqual({
+      type: 'requeue',
+      afterMs: 500,
+    });
+    expect(decide({ run, executing: false, now: at(999) })).toStrictEqual({
+      type: 'requeue',
+      afterMs: 1,
+    });
+    expect(decide({ run, executing: false, now: at(1000) })).toStrictEqual({
+      type: 'finish',
+      reason: 'TimedOut',
+      message: 'exceeded timeoutSeconds=1 after 1 attempt(s)',
+    });
+  });
+});
+
+describe('decide: status Running but nothing executes (operator restarted)', () => {
+  function interrupted(attempt: number): string {
+    return `attempt ${attempt} was interrupted (operator restarted or lost leadership) and no retries remain`;
+  }
+
+  it.each<[number, number, Action]>([
+    [0, 1, { type: 'finish', reason: 'Interrupted', message: interrupted(1) }],
+    [1, 1, { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' }],
+    [1, 2, { type: 'finish', reason: 'Interrupted', message: interrupted(2) }],
+    [2, 1, { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' }],
+    [2, 2, { type: 'start', attempt: 3, note: 'attempt 2 was interrupted' }],
+    [2, 3, { type: 'finish', reason: 'Interrupted', message: interrupted(3) }],
+    [20, 20, { type: 'start', attempt: 21, note: 'attempt 20 was interrupted' }],
+    [20, 21, { type: 'finish', reason: 'Interrupted', message: interrupted(21) }],
+  ])('backoffLimit=%i, attempt %i interrupted -> %o', (backoffLimit, attempt, expected) => {
+    const run = running(agentRun({ spec: { backoffLimit } }), attempt, T0);
+    expect(decide({ run, executing: false, now: at(SECOND) })).toStrictEqual(expected);
+  });
+
+  it('restarting after an interruption does not wait for a backoff', () => {
+    const run = running(agentRun({ spec: { backoffLimit: 1 } }), 1, T0);
+    expect(decide({ run, executing: false, now: T0 })).toStrictEqual({
+      type: 'start',
+      attempt: 2,
+      note: 'attempt 1 was interrupted',
+    });
+  });
+});
+
+describe('decide: waiting to retry', () => {
+  const base = agentRun({ spec: { backoffLimit: 3 } });
+  const FAILED_AT = at(2 * SECOND);
+  const RETRY_AT = at(12 * SECOND);
+
+  it.each<[string, number, number, Action]>([
+    ['right after the failure', 1, 2 * SECOND, { type: 'requeue', afterMs: 10_000 }],
+    ['2.5s later', 1, 4_500, { type: 'requeue', afterMs: 7_500 }],
+    ['1ms before nextRetryAt', 1, 12 * SECOND - 1, { type: 'requeue', afterMs: 1 }],
+    ['exactly at nextRetryAt', 1, 12 * SECOND, { type: 'start', attempt: 2 }],
+    ['after nextRetryAt', 1, 30 * SECOND, { type: 'start', attempt: 2 }],
+    ['after attempt 3 failed, when due', 3, 12 * SECOND, { type: 'start', attempt: 4 }],
+  ])('%s', (_name, attempt, sinceStart, expected) => {
+    const run = retrying(running(base, attempt, T0), RETRY_AT, FAILED_AT);
+    expect(decide({ run, executing: false, now: at(sinceStart) })).toStrictEqual(expected);
+  });
+
+  it('nextRetryAt without a Retrying condition (hand-written) is not waited for', () => {
+    const run = agentRun({ status: { attempts: 0, nextRetryAt: at(MINUTE).toISOString() } });
+    expect(decide({ run, executing: false, now: T0 })).toStrictEqual(START);
+  });
+
+  it('Retrying without nextRetryAt -> start the next attempt', () => {
+    const run = retrying(running(base, 1, T0), RETRY_AT, FAILED_AT);
+    const { nextRetryAt: _dropped, ...status } = run.status ?? {};
+    expect(decide({ run: withStatus(run, status), executing: false, now: T0 })).toStrictEqual({
+      type: 'start',
+      attempt: 2,
+    });
+  });
+});
+
+describe('retryDelayMs', () => {
+  it.each<[number, number, number, number]>([
+    [1, 10_000, 360_000, 10_000],
+    [2, 10_000, 360_000, 20_000],
+    [3, 10_000, 360_000, 40_000],
+    [4, 10_000, 360_000, 80_000],
+    [5, 10_000, 360_000, 160_000],
+    [6, 10_000, 360_000, 320_000],
+    [7, 10_000, 360_000, 360_000],
+    [20, 10_000, 360_000, 360_000],
+    [0, 10_000, 360_000, 10_000],
+    [-3, 10_000, 360_000, 10_000],
+    [1, 500_000, 360_000, 360_000],
+    [3, 1, 1_000_000, 4],
+  ])('retry %i, base %i, max %i -> %i', (retry, baseMs, maxMs, expected) => {
+    expect(retryDelayMs(retry, baseMs, maxMs)).toBe(expected);
+  });
+});
+
+describe('statusAfterAttempt', () => {
+  const ENDED = at(1250);
+
+  function claimed(spec: { backoffLimit?: number; dryRun?: boolean }, attempt = 1): AgentRun {
+    return running(agentRun({ spec }), attempt, T0);
+  }
+
+  /** The four conditions, all with the same reason and message (observedGeneration 3). */
+  function conditions(
+    statuses: [string, string, string, string],
+    reason: string,
+    message: string,
+    times: [Date, Date, Date, Date],
+  ): Condition[] {
+    return ['Succeeded', 'Ready', 'Reconciling', 'Stalled'].map((type, i) => ({
+      type,
+      status: statuses[i] as Condition['status'],
+      reason,
+      message,
+      observedGeneration: GENERATION,
+      lastTransitionTime: rfc3339(times[i] as Date),
+    }));
+  }
+
+  it('succeeded (not a dry run): the whole terminal status', () => {
+    const run = claimed({ dryRun: false });
+    const status = statusAfterAttempt(
+      run,
+      { kind: 'succeeded', artifacts: { ok: true, code: 200 } },
+      ENDED,
+      RETRY,
+    );
+    expect(status).toStrictEqual({
+      runId: UID,
+      phase: 'Succeeded',
+      observedGeneration: GENERATION,
+      attempts: 1,
+      startedAt: T0.toISOString(),
+      finishedAt: ENDED.toISOString(),
+      durationMs: 1250,
+      duration: '1.25s',
+      plan: PLAN,
+      artifacts: { ok: true, code: 200 },
+      conditions: conditions(
+        ['True', 'True', 'False', 'False'],
+        'Succeeded',
+        'attempt 1 succeeded',
+        [at(1000), at(1000), at(1000), T0],
+      ),
+    });
+  });
+
+  it.each<[boolean, string]>([
+    [true, 'attempt 1 succeeded (dry run)'],
+    [false, 'attempt 1 succeeded'],
+  ])('succeeded, dryRun=%s -> message %j', (dryRun, message) => {
+    const status = statusAfterAttempt(
+      claimed({ dryRun }),
+      { kind: 'succeeded', artifacts: {} },
+      ENDED,
+      RETRY,
+    );
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(message);
+    expect(status.artifacts).toStrictEqual({});
+  });
+
+  it('succeeded on a retry: clears the previous error, counts the attempt', () => {
+    const first = claimed({ backoffLimit: 2, dryRun: false });
+    const waiting = withStatus(
+      first,
+      statusAfterAttempt(first, { kind: 'failed', error: 'flaky' }, at(SECOND), RETRY),
+    );
+    const second = running(waiting, 2, at(11 * SECOND));
+    expect(second.status?.error).toBe('flaky');
+    const status = statusAfterAttempt(
+      second,
+      { kind: 'succeeded', artifacts: { ok: true } },
+      at(12 * SECOND),
+      RETRY,
+    );
+    expect(status.error).toBeUndefined();
+    expect('error' in status).toBe(false);
+    expect(status.attempts).toBe(2);
+    expect(status.durationMs).toBe(12_000);
+    expect(status.duration).toBe('12s');
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe('attempt 2 succeeded');
+  });
+
+  it('succeeded with large artifacts -> the capped marker', () => {
+    const big = { body: 'x'.repeat(STATUS_ARTIFACTS_MAX_BYTES) };
+    const status = statusAfterAttempt(
+      claimed({}),
+      { kind: 'succeeded', artifacts: big },
+      ENDED,
+      RETRY,
+    );
+    expect(status.artifacts).toMatchObject({ truncated: true, bytes: 4096 + 11 });
+  });
+
+  it('failed with no retries (backoffLimit=0) -> Failed', () => {
+    const status = statusAfterAttempt(claimed({}), { kind: 'failed', error: 'boom' }, ENDED, RETRY);
+    expect(status).toStrictEqual({
+      runId: UID,
+      phase: 'Failed',
+      observedGeneration: GENERATION,
+      attempts: 1,
+      startedAt: T0.toISOString(),
+      finishedAt: ENDED.toISOString(),
+      durationMs: 1250,
+      duration: '1.25s',
+      plan: PLAN,
+      error: 'boom',
+      conditions: conditions(
+        ['False', 'False', 'False', 'True'],
+        'Failed',
+        'attempt 1 failed: boom',
+        [at(1000), T0, at(1000), at(1000)],
+      ),
+    });
+  });
+
+  it('failed with retries left -> Retrying at now + retryDelayMs', () => {
+    const status = statusAfterAttempt(
+      claimed({ backoffLimit: 2 }),
+      { kind: 'failed', error: 'boom' },
+      ENDED,
+      RETRY,
+    );
+    const retryAt = at(1250 + 10_000).toISOString();
+    expect(retryAt).toBe('2026-03-01T10:00:11.250Z');
+    expect(status).toStrictEqual({
+      runId: UID,
+      phase: 'Running',
+      observedGeneration: GENERATION,
+      attempts: 1,
+      startedAt: T0.toISOString(),
+      nextRetryAt: retryAt,
+      plan: PLAN,
+      error: 'boom',
+      conditions: conditions(
+        ['Unknown', 'False', 'True', 'False'],
+        'Retrying',
+        `attempt 1 of 3 failed, retrying at ${retryAt}: boom`,
+        [T0, T0, T0, T0],
+      ),
+    });
+  });
+
+  it.each<[number, number, number]>([
+    // backoffLimit, failed attempt, expected delay (base 10s, cap 6m)
+    [5, 1, 10_000],
+    [5, 2, 20_000],
+    [5, 3, 40_000],
+    [5, 5, 160_000],
+    [10, 6, 320_000],
+    [10, 7, 360_000],
+    [10, 10, 360_000],
+  ])('backoffLimit=%i, attempt %i fails -> retry after %i ms', (backoffLimit, attempt, delay) => {
+    const now = at(MINUTE);
+    const status = statusAfterAttempt(
+      claimed({ backoffLimit }, attempt),
+      { kind: 'failed', error: 'boom' },
+      now,
+      RETRY,
+    );
+    expect(status.nextRetryAt).toBe(new Date(now.getTime() + delay).toISOString());
+    expect(status.phase).toBe('Running');
+    expect(findCondition(status.conditions, 'Succeeded')?.reason).toBe('Retrying');
+  });
+
+  it.each<[number, number, string, string]>([
+    [0, 1, 'Failed', 'attempt 1 failed: boom'],
+    [1, 2, 'BackoffLimitExceeded', 'all 2 attempts failed (backoffLimit=1); last error: boom'],
+    [3, 4, 'BackoffLimitExceeded', 'all 4 attempts failed (backoffLimit=3); last error: boom'],
+  ])('backoffLimit=%i, last attempt %i fails -> %s', (backoffLimit, attempt, reason, message) => {
+    const status = statusAfterAttempt(
+      claimed({ backoffLimit }, attempt),
+      { kind: 'failed', error: 'boom' },
+      ENDED,
+      RETRY,
+    );
+    expect(status.phase).toBe('Failed');
+    expect(status.error).toBe('boom');
+    expect(status.attempts).toBe(attempt);
+    expect('nextRetryAt' in status).toBe(false);
+    expect(conditionSummary(status)).toStrictEqual({
+      Succeeded: `False/${reason}`,
+      Ready: `False/${reason}`,
+      Reconciling: `False/${reason}`,
+      Stalled: `True/${reason}`,
+    });
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(message);
+  });
+
+  it.each<[string, number, AttemptResult, string, string, string | undefined]>([
+    [
+      'Canceled',
+      0,
+      { kind: 'aborted', reason: 'Canceled', message: 'canceled while running' },
+      'Canceled',
+      'Canceled',
+      undefined,
+    ],
+    [
+      'Canceled, retries left: no retry',
+      3,
+      { kind: 'aborted', reason: 'Canceled', message: 'deleted while running' },
+      'Canceled',
+      'Canceled',
+      undefined,
+    ],
+    [
+      'TimedOut',
+      0,
+      { kind: 'aborted', reason: 'TimedOut', message: 'exceeded timeoutSeconds=600' },
+      'Failed',
+      'TimedOut',
+      'exceeded timeoutSeconds=600',
+    ],
+    [
+      'TimedOut, retries left: no retry',
+      3,
+      { kind: 'aborted', reason: 'TimedOut', message: 'exceeded timeoutSeconds=600' },
+      'Failed',
+      'TimedOut',
+      'exceeded timeoutSeconds=600',
+    ],
+  ])('aborted %s -> terminal', (_name, backoffLimit, result, phase, reason, error) => {
+    const status = statusAfterAttempt(claimed({ backoffLimit }), result, ENDED, RETRY);
+    const message = result.kind === 'aborted' ? result.message : '';
+    expect(status.phase).toBe(phase);
+    // A cancellation is not a failure of the attempt: no error is recorded for it.
+    expect(status.error).toBe(error);
+    expect('error' in status).toBe(error !== undefined);
+    expect(status.finishedAt).toBe(ENDED.toISOString());
+    expect(status.durationMs).toBe(1250);
+    expect('nextRetryAt' in status).toBe(false);
+    expect(conditionSummary(status)).toStrictEqual({
+      Succeeded: `False/${reason}`,
+      Ready: `False/${reason}`,
+      Reconciling: `False/${reason}`,
+      Stalled: `True/${reason}`,
+    });
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(message);
+  });
+
+  it('aborted Canceled: the whole terminal status, without an error', () => {
+    const status = statusAfterAttempt(
+      claimed({}),
+      { kind: 'aborted', reason: 'Canceled', message: 'canceled while running' },
+      ENDED,
+      RETRY,
+    );
+    expect(status).toStrictEqual({
+      runId: UID,
+      phase: 'Canceled',
+      observedGeneration: GENERATION,
+      attempts: 1,
+      startedAt: T0.toISOString(),
+      finishedAt: ENDED.toISOString(),
+      durationMs: 1250,
+      duration: '1.25s',
+      plan: PLAN,
+      conditions: conditions(
+        ['False', 'False', 'False', 'True'],
+        'Canceled',
+        'canceled while running',
+        [at(1000), T0, at(1000), at(1000)],
+      ),
+    });
+  });
+
+  it("aborted Canceled on a retry: the previous attempt's error is left as it was", () => {
+    const first = claimed({ backoffLimit: 2 });
+    const waiting = withStatus(
+      first,
+      statusAfterAttempt(first, { kind: 'failed', error: 'flaky' }, at(SECOND), RETRY),
+    );
+    const second = running(waiting, 2, at(11 * SECOND));
+    const status = statusAfterAttempt(
+      second,
+      { kind: 'aborted', reason: 'Canceled', message: 'canceled while running' },
+      at(12 * SECOND),
+      RETRY,
+    );
+    expect(status.phase).toBe('Canceled');
+    expect(status.attempts).toBe(2);
+    expect(status.error).toBe('flaky');
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe('canceled while running');
+  });
+
+  it('aborted by Shutdown with retries left -> Retrying immediately', () => {
+    const status = statusAfterAttempt(
+      claimed({ backoffLimit: 1 }),
+      { kind: 'aborted', reason: 'Shutdown', message: 'operator shutting down' },
+      ENDED,
+      RETRY,
+    );
+    const error = 'attempt 1 was interrupted: operator shutting down';
+    expect(status.phase).toBe('Running');
+    expect(status.error).toBe(error);
+    expect(status.nextRetryAt).toBe(ENDED.toISOString());
+    expect(status.attempts).toBe(1);
+    expect('finishedAt' in status).toBe(false);
+    expect(conditionSummary(status)).toStrictEqual({
+      Succeeded: 'Unknown/Retrying',
+      Ready: 'False/Retrying',
+      Reconciling: 'True/Retrying',
+      Stalled: 'False/Retrying',
+    });
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(
+      `attempt 1 of 2 failed, retrying at ${ENDED.toISOString()}: ${error}`,
+    );
+    // The next reconcile starts attempt 2 at once.
+    const run = withStatus(claimed({ backoffLimit: 1 }), status);
+    expect(decide({ run, executing: false, now: ENDED })).toStrictEqual({
+      type: 'start',
+      attempt: 2,
+    });
+  });
+
+  it.each<[number, number]>([
+    [0, 1],
+    [2, 3],
+  ])('aborted by Shutdown, backoffLimit=%i, last attempt %i -> Interrupted', (backoffLimit, n) => {
+    const status = statusAfterAttempt(
+      claimed({ backoffLimit }, n),
+      { kind: 'aborted', reason: 'Shutdown', message: 'operator shutting down' },
+      ENDED,
+      RETRY,
+    );
+    const error = `attempt ${n} was interrupted: operator shutting down`;
+    expect(status.phase).toBe('Failed');
+    expect(status.error).toBe(error);
+    expect(status.finishedAt).toBe(ENDED.toISOString());
+    expect(conditionSummary(status)).toStrictEqual({
+      Succeeded: 'False/Interrupted',
+      Ready: 'False/Interrupted',
+      Reconciling: 'False/Interrupted',
+      Stalled: 'True/Interrupted',
+    });
+    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(error);
+  });
+
+  it('a long error is truncated on the status and in the Retrying message', () => {
+    const error = 'e'.repeat(5000);
+    const retryingNow = statusAfterAttempt(
+      claimed({ backoffLimit: 1 }),
+      { kind: 'failed', error },
+      ENDED,
+      RETRY,
+    );
+    expect(retryingNow.error).toHaveLength(2048);
+    expect(retryingNow.error?.endsWith('... [truncated]')).toBe(true);
+    const message = findCondition(retryingNow.conditions, 'Succeeded')?.message ?? '';
+    expect(message).toHaveLength(1024);
+    expect(message.endsWith('e... [truncated]')).toBe(true);
+
+    const failed = statusAfterAttempt(claimed({}), { kind: 'failed', error }, ENDED, RETRY);
+    expect(failed.error).toHaveLength(2048);
+    expect(findCondition(failed.conditions, 'Succeeded')?.message).toBe(
+      `attempt 1 failed: ${error}`,
+    );
+  });
+
+  it('never mutates the run it is given', () => {
+    const run = claimed({ backoffLimit: 1 });
+    const before = structuredClone(run);
+    statusAfterAttempt(run, { kind: 'failed', error: 'boom' }, ENDED, RETRY);
+    statusAfterAttempt(run, { kind: 'succeeded', artifacts: { a: 1 } }, ENDED, RETRY);
+    expect(run).toStrictEqual(before);
+  });
+
+  it.each<[string, AttemptResult, number]>([
+    ['succeeded', { kind: 'succeeded', artifacts: { body: 'y'.repeat(10_000) } }, 0],
+    ['failed, retrying', { kind: 'failed', error: 'z'.repeat(40_000) }, 1],
+    ['failed, terminal', { kind: 'failed', error: 'z'.repeat(40_000) }, 0],
+    ['failed, exhausted', { kind: 'failed', error: 'z'.repeat(40_000) }, -1],
+    ['aborted Canceled', { kind: 'aborted', reason: 'Canceled', message: 'c' }, 0],
+    ['aborted TimedOut', { kind: 'aborted', reason: 'TimedOut', message: 't' }, 0],
+    ['aborted Shutdown, retry', { kind: 'aborted', reason: 'Shutdown', message: 's' }, 1],
+    ['aborted Shutdown, final', { kind: 'aborted', reason: 'Shutdown', message: 's' }, 0],
+  ])('%s: the written status passes the CRD schema', (_name, result, backoffLimit) => {
+    // -1: backoffLimit 2 with the third (last) attempt running.
+    const run = backoffLimit < 0 ? claimed({ backoffLimit: 2 }, 3) : claimed({ backoffLimit }, 1);
+    const status = statusAfterAttempt(run, result, ENDED, RETRY);
+    expect(agentRunSchema.safeParse(withStatus(run, status)).success).toBe(true);
+  });
+});
