@@ -1,0 +1,130 @@
+import { z } from 'zod';
+
+/**
+ * The operator's configuration: 12-factor environment variables, each overridable by a
+ * command-line flag of the same name in kebab case (MAX_CONCURRENT_RUNS <-> --max-concurrent-runs).
+ * Parsed once by zod into a frozen object; every default is documented here and in
+ * docs/configuration.md.
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** "host:port", ":port" (all interfaces) or "0" (disabled), as controller-runtime takes them. */
+const bindAddress = z
+  .string()
+  .regex(/^(0|(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5})$/, 'expected host:port, :port or 0')
+  .transform((value) => {
+    if (value === '0') return undefined;
+    const i = value.lastIndexOf(':');
+    const host = value.slice(0, i).replace(/^\[|\]$/g, '');
+    return { host: host === '' ? undefined : host, port: Number(value.slice(i + 1)) };
+  });
+export type BindAddress = { host: string | undefined; port: number };
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export const configSchema = z.object({
+  /** kubeconfig file; empty: KUBECONFIG's usual rules, then in-cluster, then ~/.kube/config. */
+  KUBECONFIG: z.string().default(''),
+  /** Namespace to watch; empty watches all namespaces. */
+  WATCH_NAMESPACE: z.string().default(''),
+  /** Handler executions in flight at once, across all runs. */
+  MAX_CONCURRENT_RUNS: int(1, 10_000).default(10),
+  /** Reconciles in flight at once (they only decide and write status; handlers run apart). */
+  RECONCILE_WORKERS: int(1, 1_000).default(16),
+  /** Only the holder of a coordination.k8s.io Lease reconciles. On in the shipped Deployment. */
+  LEADER_ELECT: bool.default(false),
+  LEADER_ELECTION_ID: z.string().min(1).default('agentrun-operator.agents.applylens.io'),
+  /** Namespace of the Lease; empty: POD_NAMESPACE, the in-cluster namespace, else "default". */
+  LEADER_ELECTION_NAMESPACE: z.string().default(''),
+  LEASE_DURATION_SECONDS: int(1, 3600).default(15),
+  RENEW_DEADLINE_SECONDS: int(1, 3600).default(10),
+  RETRY_PERIOD_SECONDS: int(1, 3600).default(2),
+  /** /healthz and /readyz. */
+  HEALTH_PROBE_BIND_ADDRESS: bindAddress.prefault(':8081'),
+  LOG_LEVEL: logLevel.default('info'),
+  /** Optional YAML/JSON file with webhook agents and the http.check allow-list. */
+  HANDLERS_CONFIG: z.string().default(''),
+  /** On SIGTERM, how long in-flight handlers may run on before they are aborted. */
+  SHUTDOWN_GRACE_SECONDS: int(0, 3600).default(20),
+  /** First retry delay after a failed attempt; doubles per retry up to the max (batch/v1 Job's). */
+  RETRY_BACKOFF_BASE_MS: int(0, 86_400_000).default(10_000),
+  RETRY_BACKOFF_MAX_MS: int(0, 86_400_000).default(360_000),
+  /** How often every cached AgentRun is reconciled again even without changes. */
+  RESYNC_PERIOD_SECONDS: int(0, 86_400).default(600),
+  /** Handlers that run this long get the finalizer that makes deletion wait for them. */
+  FINALIZER_AFTER_MS: int(0, 3_600_000).default(1_000),
+});
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+export type ConfigInput = Partial<Record<keyof z.input<typeof configSchema>, string>>;
+
+/** Turns `--max-concurrent-runs=5`, `--max-concurrent-runs 5` and `--leader-elect` into keys. */
+export function flagsToEnv(argv: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const match = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
+    if (!match?.[1]) throw new ConfigError([`unexpected argument "${arg}"`]);
+    const key = match[1].toUpperCase().replaceAll('-', '_');
+    if (match[2] !== undefined) {
+      out[key] = match[2];
+    } else if (argv[i + 1] !== undefined && !argv[i + 1]?.startsWith('--')) {
+      out[key] = argv[++i] ?? '';
+    } else {
+      out[key] = 'true';
+    }
+  }
+  return out;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const KNOWN = new Set(Object.keys(configSchema.shape));
+
+/**
+ * Reads the configuration from the environment and flags (flags win). Unknown flags are errors;
+ * unrelated environment variables are ignored. Values are never echoed in errors, since some
+ * settings (later DATABASE_URL) carry secrets.
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  argv: readonly string[] = [],
+): Config {
+  const flags = flagsToEnv(argv);
+  const unknown = Object.keys(flags).filter((k) => !KNOWN.has(k));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      unknown.map((k) => `unknown flag --${k.toLowerCase().replaceAll('_', '-')}`),
+    );
+  }
+  const input: Record<string, string> = {};
+  for (const key of KNOWN) {
+    const value = flags[key] ?? env[key];
+    if (value !== undefined && value !== '') input[key] = value;
+  }
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`),
+    );
+  }
+  const config = result.data;
+  if (config.RENEW_DEADLINE_SECONDS >= config.LEASE_DURATION_SECONDS) {
+    throw new ConfigError([
+      'RENEW_DEADLINE_SECONDS must be shorter than LEASE_DURATION_SECONDS, or two leaders could overlap',
+    ]);
+  }
+  return Object.freeze(config);
+}
