@@ -1,0 +1,678 @@
+import { hostname } from 'node:os';
+import {
+  ApiException,
+  type ConfigurationOptions,
+  EventsV1Api,
+  type EventsV1Event,
+  type EventsV1EventSeries,
+  type KubeConfig,
+  Observable,
+  type ObservableMiddleware,
+  PatchStrategy,
+  setHeaderOptions,
+  V1MicroTime,
+} from '@kubernetes/client-node';
+import { type Logger, silentLogger } from '../log.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+/** events.k8s.io/v1 limits (k8s.io/kubernetes pkg/apis/core/validation/events.go). */
+export const NOTE_MAX_BYTES = 1024;
+const FIELD_MAX_LENGTH = 128;
+const NAME_MAX_LENGTH = 253;
+
+/** Defaults; every one can be overridden in EventRecorderOptions. */
+export const EVENT_RECORDER_DEFAULTS = {
+  component: 'agentrun-operator',
+  maxPending: 1000,
+  qps: 50,
+  burst: 100,
+  // client-go's EventSourceObjectSpamFilter: 25 events per object, then one every 5 minutes.
+  perObjectBurst: 25,
+  perObjectQps: 1 / 300,
+  correlationWindowMs: 10 * 60_000,
+  requestTimeoutMs: 10_000,
+} as const;
+
+/** Entries kept for correlation and for the spam filter (client-go's LRU size). */
+const CACHE_SIZE = 4096;
+const LOG_INTERVAL_MS = 30_000;
+const REASON_PATTERN = /^[A-Z][A-Za-z0-9]*$/;
+
+export type EventType = 'Normal' | 'Warning';
+
+/** Any Kubernetes object; what record() needs is checked at run time so it never throws. */
+export interface EventSubject {
+  readonly apiVersion?: string | undefined;
+  readonly kind?: string | undefined;
+  readonly metadata?:
+    | {
+        readonly namespace?: string | undefined;
+        readonly name?: string | undefined;
+        readonly uid?: string | undefined;
+        readonly resourceVersion?: string | undefined;
+      }
+    | undefined;
+}
+
+/** Where events go; the default writes events.k8s.io/v1 Events. Tests bring their own. */
+export interface EventSink {
+  create(namespace: string, event: EventsV1Event, signal: AbortSignal): Promise<unknown>;
+  patchSeries(
+    namespace: string,
+    name: string,
+    series: EventsV1EventSeries,
+    signal: AbortSignal,
+  ): Promise<unknown>;
+}
+
+export interface EventRecorderOptions {
+  readonly kubeConfig: KubeConfig;
+  /**
+   * Who reports: `reportingController` becomes `applylens.io/<component>` (or `component` as
+   * is when it already has a `/`); default 'agentrun-operator'. kubectl shows it as "From".
+   */
+  readonly component?: string;
+  /** `reportingInstance`, e.g. the pod name; default the hostname. */
+  readonly host?: string;
+  readonly logger?: Logger;
+  /** Writes waiting to be sent; when full the oldest is dropped. Default 1000. */
+  readonly maxPending?: number;
+  /** Writes per second to the API server across all objects; default 50, burst 100. */
+  readonly qps?: number;
+  readonly burst?: number;
+  /** New Events (and series updates) per object: a burst of 25, refilled at 1 per 5 min. */
+  readonly perObjectBurst?: number;
+  readonly perObjectQps?: number;
+  /** Identical events within this window become one Event with a growing series.count; 10 min. */
+  readonly correlationWindowMs?: number;
+  /** Per write; default 10 s. */
+  readonly requestTimeoutMs?: number;
+  readonly sink?: EventSink;
+}
+
+export type DropReason = 'overflow' | 'spam' | 'invalid' | 'stopped';
+
+export interface EventRecorderCounters {
+  /** Successful writes (Event creates and series updates). */
+  readonly sent: number;
+  /** Writes the API server refused or that failed on the way (403, 5xx, network, timeout). */
+  readonly failed: number;
+  /** Events never written; the sum of `droppedBy`. */
+  readonly dropped: number;
+  readonly droppedBy: Readonly<Record<DropReason, number>>;
+  /** Repeats folded into an existing Event's series.count. */
+  readonly correlated: number;
+}
+
+/** One Event object and the repeats folded into it. */
+interface Series {
+  readonly key: string;
+  readonly objectKey: string;
+  readonly namespace: string;
+  name: string;
+  readonly event: EventsV1Event;
+  count: number;
+  /** The count the API server has (0 until created). */
+  sentCount: number;
+  lastObservedAt: number;
+  state: 'pending' | 'created' | 'abandoned';
+  updateQueued: boolean;
+}
+
+interface Job {
+  readonly kind: 'create' | 'update';
+  readonly series: Series;
+}
+
+/**
+ * Records Kubernetes Events without ever slowing or failing the caller: record() only
+ * enqueues, and one background loop writes events.k8s.io/v1 Events (visible in `kubectl
+ * describe` and `kubectl events`) at a bounded rate. Like client-go it folds identical events
+ * into one Event with a series count and limits how many events one object can produce. Every
+ * failure is counted and logged (rate limited), never thrown.
+ */
+export class EventRecorder {
+  readonly reportingController: string;
+  readonly reportingInstance: string;
+
+  private readonly log: Logger;
+  private readonly sink: EventSink;
+  private readonly maxPending: number;
+  private readonly perObjectBurst: number;
+  private readonly perObjectQps: number;
+  private readonly correlationWindowMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly bucket: TokenBucket;
+  private readonly series = new LruMap<string, Series>(CACHE_SIZE);
+  private readonly spam = new LruMap<string, TokenBucket>(CACHE_SIZE);
+  private readonly queue: Job[] = [];
+  private readonly stopController = new AbortController();
+  private readonly throttle: LogThrottle;
+  private worker: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private busy = false;
+  private drainWaiters: Array<() => void> = [];
+  private sequence = 0;
+  private readonly stats = {
+    sent: 0,
+    failed: 0,
+    correlated: 0,
+    droppedBy: { overflow: 0, spam: 0, invalid: 0, stopped: 0 } as Record<DropReason, number>,
+  };
+
+  constructor(options: EventRecorderOptions) {
+    const d = EVENT_RECORDER_DEFAULTS;
+    const component = options.component ?? d.component;
+    this.reportingController = component.includes('/') ? component : `applylens.io/${component}`;
+    this.reportingInstance = (options.host ?? hostname()).slice(0, FIELD_MAX_LENGTH);
+    this.log = (options.logger ?? silentLogger()).child({ module: 'event-recorder' });
+    this.throttle = new LogThrottle(this.log);
+    this.maxPending = options.maxPending ?? d.maxPending;
+    this.perObjectBurst = options.perObjectBurst ?? d.perObjectBurst;
+    this.perObjectQps = options.perObjectQps ?? d.perObjectQps;
+    this.correlationWindowMs = options.correlationWindowMs ?? d.correlationWindowMs;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? d.requestTimeoutMs;
+    if (!Number.isInteger(this.maxPending) || this.maxPending < 1) {
+      throw new RangeError(
+        `event recorder: maxPending must be an integer >= 1, got ${this.maxPending}`,
+      );
+    }
+    this.bucket = new TokenBucket({
+      ratePerSecond: options.qps ?? d.qps,
+      burst: options.burst ?? d.burst,
+    });
+    // Fail at construction, not on the first event, if the per-object settings are invalid.
+    new TokenBucket({ ratePerSecond: this.perObjectQps, burst: this.perObjectBurst });
+    this.sink = options.sink ?? kubeEventSink(options.kubeConfig);
+  }
+
+  /**
+   * Queues an event about `object` and returns at once. `reason` is a short CamelCase word
+   * (Started, Succeeded, Failed, ...); `message` is truncated to 1 KiB; `action` (what the
+   * controller did, required by events.k8s.io) defaults to the reason. Never throws.
+   */
+  record(
+    object: EventSubject,
+    type: EventType,
+    reason: string,
+    message: string,
+    action: string = reason,
+  ): void {
+    try {
+      this.enqueueEvent(object, type, reason, message, action);
+    } catch (error) {
+      // Only a bug can land here; the caller's reconcile must still not fail because of it.
+      this.drop('invalid', `could not record the event: ${String(error)}`);
+    }
+  }
+
+  counters(): EventRecorderCounters {
+    const droppedBy = { ...this.stats.droppedBy };
+    return {
+      sent: this.stats.sent,
+      failed: this.stats.failed,
+      correlated: this.stats.correlated,
+      dropped: Object.values(droppedBy).reduce((sum, n) => sum + n, 0),
+      droppedBy,
+    };
+  }
+
+  /** Writes waiting to be sent (not counting one in flight). */
+  pending(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Waits until every queued write has been attempted, or `timeoutMs` passes. Resolves true if
+   * the queue drained. For graceful shutdown: `await recorder.flush(5_000); await recorder.stop()`.
+   */
+  async flush(timeoutMs: number): Promise<boolean> {
+    if (this.idle()) return true;
+    let resolveDrained: () => void = () => undefined;
+    const drained = new Promise<void>((resolve) => {
+      resolveDrained = resolve;
+      this.drainWaiters.push(resolve);
+    });
+    const timeout = new AbortController();
+    const ok = await Promise.race([
+      drained.then(() => true),
+      delay(timeoutMs, timeout.signal).then(() => false),
+    ]);
+    timeout.abort();
+    this.drainWaiters = this.drainWaiters.filter((waiter) => waiter !== resolveDrained);
+    return ok;
+  }
+
+  /** Stops the loop: a write in flight is aborted, queued ones are dropped (counted). */
+  async stop(): Promise<void> {
+    if (!this.stopController.signal.aborted) {
+      this.stopController.abort();
+      this.wake?.();
+      const left = this.queue.splice(0);
+      if (left.length > 0) {
+        this.stats.droppedBy.stopped += left.length;
+        this.log.info({ dropped: left.length }, 'event recorder stopped with events unsent');
+      }
+    }
+    await this.worker;
+    this.releaseDrainWaiters();
+  }
+
+  private enqueueEvent(
+    object: EventSubject,
+    type: EventType,
+    reason: string,
+    message: string,
+    action: string,
+  ): void {
+    if (this.stopController.signal.aborted) {
+      this.stats.droppedBy.stopped++;
+      this.log.debug({ reason }, 'event recorded after stop(); dropped');
+      return;
+    }
+    const subject = checkSubject(object);
+    const problem = typeof subject === 'string' ? subject : checkWords(type, reason, action);
+    if (typeof subject === 'string' || problem !== undefined) {
+      this.drop('invalid', problem ?? 'invalid event');
+      return;
+    }
+    const note = truncateNote(message);
+    const now = Date.now();
+    const key = JSON.stringify([subject.objectKey, type, reason, action, note]);
+
+    const existing = this.series.get(key);
+    if (
+      existing &&
+      existing.state !== 'abandoned' &&
+      now - existing.lastObservedAt <= this.correlationWindowMs
+    ) {
+      existing.count++;
+      existing.lastObservedAt = now;
+      this.stats.correlated++;
+      // A queued create or update sends the count as it is when it goes out.
+      if (existing.state === 'pending' || existing.updateQueued) return;
+      // Over the object's budget the repeat stays counted and rides on the next allowed write.
+      if (!this.allow(existing.objectKey)) return;
+      this.push({ kind: 'update', series: existing });
+      return;
+    }
+
+    if (!this.allow(subject.objectKey)) {
+      this.drop(
+        'spam',
+        `${subject.reference.kind} ${subject.namespace}/${subject.name} exceeded its event budget (burst ${this.perObjectBurst})`,
+      );
+      return;
+    }
+    const series: Series = {
+      key,
+      objectKey: subject.objectKey,
+      namespace: subject.namespace,
+      name: this.eventName(subject.name),
+      event: {
+        eventTime: new V1MicroTime(now),
+        type,
+        reason,
+        action,
+        note,
+        reportingController: this.reportingController,
+        reportingInstance: this.reportingInstance,
+        regarding: subject.reference,
+      },
+      count: 1,
+      sentCount: 0,
+      lastObservedAt: now,
+      state: 'pending',
+      updateQueued: false,
+    };
+    this.series.set(key, series);
+    this.push({ kind: 'create', series });
+  }
+
+  /** The per-object spam filter (client-go keys it by source and involved object). */
+  private allow(objectKey: string): boolean {
+    let bucket = this.spam.get(objectKey);
+    if (!bucket) {
+      bucket = new TokenBucket({ ratePerSecond: this.perObjectQps, burst: this.perObjectBurst });
+      this.spam.set(objectKey, bucket);
+    }
+    return bucket.tryTake();
+  }
+
+  private push(job: Job): void {
+    if (job.kind === 'update') job.series.updateQueued = true;
+    if (this.queue.length >= this.maxPending) {
+      const oldest = this.queue.shift();
+      if (oldest) this.abandon(oldest);
+      this.drop('overflow', `more than ${this.maxPending} events waiting; dropped the oldest`);
+    }
+    this.queue.push(job);
+    // Started on a later tick: record() itself does nothing but enqueue.
+    this.worker ??= Promise.resolve()
+      .then(() => this.pump())
+      .catch((error: unknown) => {
+        this.log.error({ err: error }, 'the event loop failed; events are no longer sent');
+      });
+    this.wake?.();
+  }
+
+  /** Forgets a dropped job so that the next identical event starts afresh. */
+  private abandon(job: Job): void {
+    if (job.kind === 'update') {
+      job.series.updateQueued = false;
+      return;
+    }
+    job.series.state = 'abandoned';
+    if (this.series.peek(job.series.key) === job.series) this.series.delete(job.series.key);
+  }
+
+  private drop(reason: DropReason, message: string): void {
+    this.stats.droppedBy[reason]++;
+    this.throttle.warn(
+      `drop:${reason}`,
+      { reason, dropped: this.stats.droppedBy[reason] },
+      message,
+    );
+  }
+
+  private idle(): boolean {
+    return this.queue.length === 0 && !this.busy;
+  }
+
+  private releaseDrainWaiters(): void {
+    const waiters = this.drainWaiters.splice(0);
+    for (const waiter of waiters) waiter();
+  }
+
+  private async pump(): Promise<void> {
+    const stop = this.stopController.signal;
+    while (!stop.aborted) {
+      if (this.queue.length === 0) {
+        this.releaseDrainWaiters();
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      const wait = this.bucket.delayMs();
+      if (wait > 0) {
+        await delay(wait, stop);
+        continue;
+      }
+      const job = this.queue.shift();
+      if (!job || !this.bucket.tryTake()) continue;
+      this.busy = true;
+      try {
+        await this.send(job, stop);
+      } finally {
+        this.busy = false;
+      }
+    }
+  }
+
+  private async send(job: Job, stop: AbortSignal): Promise<void> {
+    const { series } = job;
+    const signal = AbortSignal.any([stop, AbortSignal.timeout(this.requestTimeoutMs)]);
+    if (job.kind === 'update') {
+      series.updateQueued = false;
+      if (series.count <= series.sentCount) return;
+      const count = series.count;
+      try {
+        await this.sink.patchSeries(series.namespace, series.name, seriesOf(series), signal);
+        series.sentCount = count;
+        this.stats.sent++;
+        return;
+      } catch (error) {
+        // The Event expired (the API server's --event-ttl, 1 h by default) or was deleted.
+        if (!(error instanceof ApiException && error.code === 404)) {
+          return this.failed(error, series, 'update');
+        }
+        series.name = this.eventName(series.event.regarding?.name ?? 'object');
+      }
+    }
+    const count = series.count;
+    try {
+      await this.sink.create(
+        series.namespace,
+        {
+          ...series.event,
+          metadata: { name: series.name, namespace: series.namespace },
+          ...(count >= 2 ? { series: seriesOf(series) } : {}),
+        },
+        signal,
+      );
+      series.sentCount = count;
+      series.state = 'created';
+      this.stats.sent++;
+      // Repeats that arrived while the create was on its way.
+      if (series.count > count && !series.updateQueued) this.push({ kind: 'update', series });
+    } catch (error) {
+      series.state = 'abandoned';
+      if (this.series.peek(series.key) === series) this.series.delete(series.key);
+      this.failed(error, series, 'create');
+    }
+  }
+
+  private failed(error: unknown, series: Series, operation: string): void {
+    this.stats.failed++;
+    const status = error instanceof ApiException ? error.code : undefined;
+    this.throttle.warn(
+      `failed:${operation}:${status ?? 'network'}`,
+      {
+        status,
+        namespace: series.namespace,
+        reason: series.event.reason,
+        failed: this.stats.failed,
+      },
+      `could not ${operation} an event: ${describeError(error)}; dropped`,
+    );
+  }
+
+  /** client-go's name: `<object>.<unix nanoseconds in hex>`, unique within this process. */
+  private eventName(objectName: string): string {
+    const nanos = BigInt(Date.now()) * 1_000_000n + BigInt(this.sequence++ % 1_000_000);
+    const suffix = `.${nanos.toString(16)}`;
+    return objectName.slice(0, NAME_MAX_LENGTH - suffix.length) + suffix;
+  }
+}
+
+function seriesOf(series: Series): EventsV1EventSeries {
+  return { count: series.count, lastObservedTime: new V1MicroTime(series.lastObservedAt) };
+}
+
+interface Subject {
+  readonly namespace: string;
+  readonly name: string;
+  readonly objectKey: string;
+  readonly reference: NonNullable<EventsV1Event['regarding']>;
+}
+
+/** The object reference, or why the object cannot be the subject of an event. */
+function checkSubject(object: EventSubject): Subject | string {
+  const { apiVersion, kind, metadata } = object ?? {};
+  const name = metadata?.name;
+  if (!apiVersion || !kind || !name) {
+    return `event subject needs apiVersion, kind and metadata.name (got ${kind ?? '?'}/${name ?? '?'})`;
+  }
+  // Cluster-scoped objects get their events in 'default', as client-go does.
+  const namespace = metadata.namespace || 'default';
+  const uid = metadata.uid;
+  return {
+    namespace,
+    name,
+    objectKey: uid || `${apiVersion}/${kind}/${metadata.namespace ?? ''}/${name}`,
+    reference: {
+      apiVersion,
+      kind,
+      name,
+      ...(metadata.namespace ? { namespace: metadata.namespace } : {}),
+      ...(uid ? { uid } : {}),
+      ...(metadata.resourceVersion ? { resourceVersion: metadata.resourceVersion } : {}),
+    },
+  };
+}
+
+/** Why type, reason or action would be rejected by the API server (or our CamelCase rule). */
+function checkWords(type: EventType, reason: string, action: string): string | undefined {
+  if (type !== 'Normal' && type !== 'Warning') {
+    return `event type "${String(type)}" is neither Normal nor Warning`;
+  }
+  for (const [field, value] of [
+    ['reason', reason],
+    ['action', action],
+  ] as const) {
+    if (!REASON_PATTERN.test(value) || value.length > FIELD_MAX_LENGTH) {
+      return `event ${field} "${value.slice(0, FIELD_MAX_LENGTH)}" is not a CamelCase word of at most ${FIELD_MAX_LENGTH} characters`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Cuts `message` to at most `maxBytes` of UTF-8 (the API server counts bytes), ending in "..."
+ * when cut, without splitting a character.
+ */
+export function truncateNote(message: string, maxBytes: number = NOTE_MAX_BYTES): string {
+  const encoded = Buffer.from(message, 'utf8');
+  if (encoded.length <= maxBytes) return message;
+  let end = Math.max(0, maxBytes - 3);
+  // Step back over continuation bytes (10xxxxxx) so the cut lands on a character boundary.
+  while (end > 0 && ((encoded[end] ?? 0) & 0xc0) === 0x80) end--;
+  return `${encoded.subarray(0, end).toString('utf8')}...`;
+}
+
+/** The default sink: events.k8s.io/v1 through client-node. */
+export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
+  const api = kubeConfig.makeApiClient(EventsV1Api);
+  return {
+    create: (namespace, body, signal) =>
+      api.createNamespacedEvent({ namespace, body }, withSignal(signal)),
+    patchSeries: (namespace, name, series, signal) =>
+      api.patchNamespacedEvent(
+        { namespace, name, body: { series } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch, withSignal(signal)),
+      ),
+  };
+}
+
+/** Per-call options that bound a request by `signal`. */
+function withSignal(signal: AbortSignal): ConfigurationOptions {
+  const middleware: ObservableMiddleware = {
+    pre: (context) => {
+      context.setSignal(signal);
+      return new Observable(Promise.resolve(context));
+    },
+    post: (context) => new Observable(Promise.resolve(context)),
+  };
+  // 'append' keeps the client's own middleware (User-Agent); the default would replace it.
+  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
+}
+
+/** A sleep on the global timers (so fake timers drive it), ended early by `signal`. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** A Map that forgets its least recently used entry beyond `capacity`. */
+class LruMap<K, V> {
+  private readonly map = new Map<K, V>();
+  private readonly capacity: number;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+
+  get(key: K): V | undefined {
+    const value = this.map.get(key);
+    if (value !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, value);
+    }
+    return value;
+  }
+
+  /** Reads without refreshing the entry's recency. */
+  peek(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.capacity) {
+      const oldest = this.map.keys().next();
+      if (!oldest.done) this.map.delete(oldest.value);
+    }
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
+}
+
+/**
+ * Logs the first occurrence of each kind of trouble at warn, then at most one warn per 30 s
+ * with the number suppressed in between (those go to debug): a dead API server must not turn
+ * every event into a log line.
+ */
+class LogThrottle {
+  private readonly log: Logger;
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(log: Logger) {
+    this.log = log;
+  }
+
+  warn(kind: string, fields: Record<string, unknown>, message: string): void {
+    const now = Date.now();
+    const entry = this.last.get(kind);
+    if (entry && now - entry.at < LOG_INTERVAL_MS) {
+      entry.suppressed++;
+      this.log.debug(fields, message);
+      return;
+    }
+    this.last.set(kind, { at: now, suppressed: 0 });
+    this.log.warn({ ...fields, suppressedSinceLast: entry?.suppressed ?? 0 }, message);
+  }
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof ApiException) {
+    const status = parseStatus(error.body);
+    return `HTTP ${error.code}${status.reason ? ` ${status.reason}` : ''}${status.message ? `: ${status.message}` : ''}`;
+  }
+  if (error instanceof Error) {
+    if (error.name === 'TimeoutError') return 'the request timed out';
+    if (error.name === 'AbortError') return 'the request was aborted (stop)';
+    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}
+
+function parseStatus(body: unknown): { reason?: string; message?: string } {
+  let value: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return body ? { message: body.slice(0, 300) } : {};
+    }
+  }
+  if (typeof value !== 'object' || value === null) return {};
+  const { reason, message } = value as { reason?: unknown; message?: unknown };
+  return {
+    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(typeof message === 'string' ? { message } : {}),
+  };
+}

@@ -1,0 +1,287 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CoordinationV1Api } from '@kubernetes/client-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LeaderElector, type LeaderElectorOptions } from '../../src/controller/leader-election.ts';
+import { createLogger } from '../../src/log.ts';
+import { controlPlane } from '../support/environment.ts';
+import { adminKubeConfig, mintUser } from '../support/envtest/users.ts';
+import { createNamespace, statusOf } from '../support/kube.ts';
+import { waitFor } from '../support/wait.ts';
+
+const plane = controlPlane();
+const admin = adminKubeConfig(plane);
+const leases = admin.makeApiClient(CoordinationV1Api);
+
+/** Short timings for tests; the Lease carries ceil(1.5 s) = 2 s. */
+const FAST = { leaseDurationMs: 1_500, renewDeadlineMs: 1_000, retryPeriodMs: 200 } as const;
+const LEASE = 'agentrun-operator-lock';
+
+interface Candidate {
+  readonly elector: LeaderElector;
+  /** run() of the first term; resolves when leadership ends or the elector stops. */
+  readonly done: Promise<void>;
+  started: number;
+  stopped: number;
+  startedAt: number | undefined;
+  workEndedAt: number | undefined;
+  signal: AbortSignal | undefined;
+}
+
+const cleanup: LeaderElector[] = [];
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((elector) => elector.stop({ release: false })));
+});
+
+/**
+ * Starts an elector whose "work" runs until its signal aborts and then takes a moment to wind
+ * down, as a real controller would.
+ */
+function candidate(
+  namespace: string,
+  identity: string,
+  overrides: Partial<LeaderElectorOptions> = {},
+): Candidate {
+  const state: Omit<Candidate, 'elector' | 'done'> = {
+    started: 0,
+    stopped: 0,
+    startedAt: undefined,
+    workEndedAt: undefined,
+    signal: undefined,
+  };
+  const elector = new LeaderElector({
+    kubeConfig: admin,
+    namespace,
+    name: LEASE,
+    identity,
+    ...FAST,
+    onStartedLeading: async (signal) => {
+      state.started++;
+      state.startedAt = performance.now();
+      state.signal = signal;
+      await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      await sleep(100);
+      state.workEndedAt = performance.now();
+    },
+    onStoppedLeading: () => {
+      state.stopped++;
+    },
+    ...overrides,
+  });
+  cleanup.push(elector);
+  const result = Object.assign(state, { elector, done: elector.run() });
+  return result;
+}
+
+/** Samples isLeader() of every elector every few milliseconds and counts overlaps. */
+function sampleLeadership(electors: readonly LeaderElector[]): () => {
+  samples: number;
+  overlaps: number;
+} {
+  let samples = 0;
+  let overlaps = 0;
+  const timer = setInterval(() => {
+    samples++;
+    if (electors.filter((elector) => elector.isLeader()).length > 1) overlaps++;
+  }, 5);
+  return () => {
+    clearInterval(timer);
+    return { samples, overlaps };
+  };
+}
+
+async function readLease(namespace: string) {
+  return leases.readNamespacedLease({ name: LEASE, namespace });
+}
+
+function leaderAmong(candidates: readonly Candidate[]): Promise<Candidate> {
+  return waitFor(
+    'a leader',
+    async () => {
+      const leading = candidates.filter((c) => c.elector.isLeader());
+      return leading.length === 1 ? leading[0] : undefined;
+    },
+    { timeoutMs: 15_000, intervalMs: 20 },
+  );
+}
+
+describe('LeaderElector against the API server', () => {
+  it('lets exactly one of two candidates lead, and both agree on who', async () => {
+    const namespace = await createNamespace(admin, 'le-one');
+    const a = candidate(namespace, 'candidate-a');
+    const b = candidate(namespace, 'candidate-b');
+    const finish = sampleLeadership([a.elector, b.elector]);
+
+    const leader = await leaderAmong([a, b]);
+    const follower = leader === a ? b : a;
+    // Several renewals (retryPeriod 0.2 s) and many follower tries happen in this window.
+    await sleep(2_500);
+    const { samples, overlaps } = finish();
+
+    expect(samples).toBeGreaterThan(100);
+    expect(overlaps).toBe(0);
+    expect(leader.elector.isLeader()).toBe(true);
+    expect(follower.elector.isLeader()).toBe(false);
+    expect(leader.started).toBe(1);
+    expect(follower.started).toBe(0);
+    expect(follower.elector.leader()).toBe(leader.elector.identity);
+    const lease = await readLease(namespace);
+    expect(lease.spec?.holderIdentity).toBe(leader.elector.identity);
+    expect(lease.spec?.leaseDurationSeconds).toBe(2);
+    expect(lease.spec?.leaseTransitions).toBe(0);
+  });
+
+  it('hands over at once when the leader stops and releases, after its work has wound down', async () => {
+    const namespace = await createNamespace(admin, 'le-release');
+    // A long lease: without the release, the follower would have to wait 5 s.
+    const slow = { leaseDurationMs: 5_000, renewDeadlineMs: 3_000, retryPeriodMs: 200 };
+    const a = candidate(namespace, 'candidate-a', slow);
+    const b = candidate(namespace, 'candidate-b', slow);
+    const finish = sampleLeadership([a.elector, b.elector]);
+    const leader = await leaderAmong([a, b]);
+    const follower = leader === a ? b : a;
+
+    const stoppedAt = performance.now();
+    await leader.elector.stop();
+    await leader.done;
+    expect(leader.signal?.aborted).toBe(true);
+    expect(leader.stopped).toBe(1);
+    expect(leader.workEndedAt).toBeDefined();
+
+    await waitFor('the follower to lead', async () => follower.elector.isLeader() || undefined, {
+      timeoutMs: 15_000,
+      intervalMs: 20,
+    });
+    const handoverMs = performance.now() - stoppedAt;
+    expect(finish().overlaps).toBe(0);
+    // The successor starts only after the old leader's work has finished.
+    expect(follower.startedAt ?? 0).toBeGreaterThan(leader.workEndedAt ?? Infinity);
+    // Generous: the follower retries every 0.2-0.44 s; the unreleased lease would take 5 s.
+    expect(handoverMs).toBeLessThan(4_000);
+    const lease = await readLease(namespace);
+    expect(lease.spec?.holderIdentity).toBe(follower.elector.identity);
+    expect(lease.spec?.leaseTransitions).toBe(1);
+  });
+
+  it('hands over only after the lease expires when the leader vanishes without releasing', async () => {
+    const namespace = await createNamespace(admin, 'le-crash');
+    const a = candidate(namespace, 'candidate-a');
+    const b = candidate(namespace, 'candidate-b');
+    const finish = sampleLeadership([a.elector, b.elector]);
+    const leader = await leaderAmong([a, b]);
+    const follower = leader === a ? b : a;
+    // Let the follower observe a few renewals first.
+    await sleep(600);
+
+    // A crash as far as the API server can tell: the renewals stop and nothing is released.
+    await leader.elector.stop({ release: false });
+    const crashedAt = performance.now();
+    expect((await readLease(namespace)).spec?.holderIdentity).toBe(leader.elector.identity);
+
+    // A lower bound, so slowness cannot break it: the follower counts the 2 s lease from when it
+    // saw the last renewal, at most ~0.5 s before the crash.
+    await sleep(Math.max(0, 800 - (performance.now() - crashedAt)));
+    expect(follower.elector.isLeader()).toBe(false);
+
+    await waitFor(
+      'the follower to take over',
+      async () => follower.elector.isLeader() || undefined,
+      {
+        timeoutMs: 15_000,
+        intervalMs: 20,
+      },
+    );
+    expect(performance.now() - crashedAt).toBeGreaterThan(1_000);
+    expect(finish().overlaps).toBe(0);
+    const lease = await readLease(namespace);
+    expect(lease.spec?.holderIdentity).toBe(follower.elector.identity);
+    expect(lease.spec?.leaseTransitions).toBe(1);
+  });
+
+  it('stops leading when an admin gives the lease to someone else, and leaves it to them', async () => {
+    const namespace = await createNamespace(admin, 'le-steal');
+    const a = candidate(namespace, 'candidate-a');
+    await leaderAmong([a]);
+
+    const lease = await readLease(namespace);
+    await leases.replaceNamespacedLease({
+      name: LEASE,
+      namespace,
+      body: {
+        ...lease,
+        spec: { ...lease.spec, holderIdentity: 'intruder', leaseDurationSeconds: 60 },
+      },
+    });
+
+    await waitFor('the leader to notice', async () => (a.elector.isLeader() ? undefined : true), {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+    });
+    await a.done;
+    expect(a.signal?.aborted).toBe(true);
+    expect(a.stopped).toBe(1);
+    expect(a.elector.leader()).toBe('intruder');
+    const after = await readLease(namespace);
+    expect(after.spec?.holderIdentity).toBe('intruder');
+  });
+
+  it('stops leading when the lease is deleted behind its back', async () => {
+    const namespace = await createNamespace(admin, 'le-delete');
+    const a = candidate(namespace, 'candidate-a');
+    await leaderAmong([a]);
+
+    await leases.deleteNamespacedLease({ name: LEASE, namespace });
+    await waitFor('the leader to notice', async () => (a.elector.isLeader() ? undefined : true), {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+    });
+    await a.done;
+    expect(a.signal?.aborted).toBe(true);
+    expect(a.stopped).toBe(1);
+    // The lost leader does not quietly recreate the Lease.
+    expect(await statusOf(readLease(namespace))).toBe(404);
+  });
+
+  it('never leads without RBAC on leases, logs why, and keeps running until stopped', async () => {
+    const namespace = await createNamespace(admin, 'le-rbac');
+    const user = mintUser(plane, 'no-lease-rights');
+    const lines: Array<{ level: string; msg: string }> = [];
+    const logger = createLogger('debug', {
+      write: (line: string) => {
+        lines.push(JSON.parse(line));
+      },
+    });
+    const c = candidate(namespace, 'candidate-x', {
+      kubeConfig: user.kubeConfig,
+      logger,
+    });
+
+    const errors = await waitFor(
+      'an error log',
+      async () => {
+        const found = lines.filter((line) => line.level === 'error');
+        return found.length > 0 ? found : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
+    expect(errors[0]?.msg).toMatch(
+      /cannot read lease le-rbac-\w+\/agentrun-operator-lock: HTTP 403 Forbidden: .*no-lease-rights.*leases/,
+    );
+    expect(errors[0]?.msg).toMatch(/needs get, create and update on leases/);
+    // Keeps trying every retryPeriod; the repeats are logged at debug, not as a flood of errors.
+    await sleep(1_500);
+    expect(lines.filter((line) => line.level === 'error')).toHaveLength(1);
+    expect(lines.filter((line) => line.level === 'debug').length).toBeGreaterThan(0);
+    expect(c.elector.isLeader()).toBe(false);
+    expect(c.started).toBe(0);
+
+    let settled = false;
+    void c.done.then(() => {
+      settled = true;
+    });
+    await sleep(10);
+    expect(settled).toBe(false);
+    await c.elector.stop();
+    await expect(c.done).resolves.toBeUndefined();
+    expect(c.stopped).toBe(0);
+  });
+});
