@@ -1,24 +1,45 @@
 #!/usr/bin/env node
+import { ConfigError, loadConfig } from '../config/config.ts';
+import { createLogger } from '../log.ts';
+import { createOperator, LeadershipLostError } from '../operator.ts';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
 
-const usage = `Usage: ${OPERATOR_NAME} <command>
+const usage = `Usage: ${OPERATOR_NAME} <command> [flags]
 
 Commands:
-  run        run the operator against the current kubeconfig
+  run        run the operator (configuration: environment variables or --flags, see docs/configuration.md)
   version    print the version
 `;
 
-function main(argv: readonly string[]): number {
-  const [command] = argv;
+async function run(argv: readonly string[]): Promise<number> {
+  const config = loadConfig(process.env, argv);
+  const logger = createLogger(config.LOG_LEVEL);
+  const operator = await createOperator({ config, logger });
+  const stop = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'shutting down');
+    void operator.stop();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await operator.start();
+  try {
+    await operator.done;
+    return 0;
+  } catch (error) {
+    if (error instanceof LeadershipLostError) return 1;
+    throw error;
+  }
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
   switch (command) {
     case 'version':
     case '--version':
       console.log(`${OPERATOR_NAME} ${OPERATOR_VERSION}`);
       return 0;
     case 'run':
-      // The controller arrives with the AgentRun issue; until then say so plainly.
-      console.error(`${OPERATOR_NAME}: the controller is not implemented yet`);
-      return 1;
+      return run(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -31,4 +52,14 @@ function main(argv: readonly string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    // Configuration mistakes get a clean message, not a stack trace.
+    if (error instanceof ConfigError) console.error(`${OPERATOR_NAME}: ${error.message}`);
+    else console.error(error);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,159 @@
+import {
+  ApiException,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import {
+  type AgentRun,
+  type AgentRunStatus,
+  GROUP,
+  PLURAL,
+  parseAgentRun,
+  VERSION,
+} from '../api/agentrun.ts';
+
+/** The AgentRun writes the controller makes; a thin adapter over the API server. */
+export interface AgentRunWriter {
+  /**
+   * Replaces the status. With `expectResourceVersion` the write only succeeds if the object is
+   * still at that version (a claim): otherwise it throws ConflictError.
+   */
+  writeStatus(
+    run: AgentRun,
+    status: AgentRunStatus,
+    expectResourceVersion?: string,
+  ): Promise<AgentRun>;
+  /** Sets metadata.finalizers, only if the object is still at run's resourceVersion. */
+  setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun>;
+  /** Deletes the run if it is still the same object (uid precondition); absent is fine. */
+  delete(run: AgentRun): Promise<void>;
+}
+
+/** The object changed since it was read; re-read and decide again. */
+export class ConflictError extends Error {
+  constructor(what: string) {
+    super(`${what}: the AgentRun changed since it was read`);
+    this.name = 'ConflictError';
+  }
+}
+
+/** The object is gone. */
+export class NotFoundError extends Error {
+  constructor(what: string) {
+    super(`${what}: the AgentRun no longer exists`);
+    this.name = 'NotFoundError';
+  }
+}
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export class KubeAgentRunWriter implements AgentRunWriter {
+  readonly #api: CustomObjectsApi;
+
+  constructor(kubeConfig: KubeConfig) {
+    this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  async writeStatus(
+    run: AgentRun,
+    status: AgentRunStatus,
+    expectResourceVersion?: string,
+  ): Promise<AgentRun> {
+    // JSON Patch "add /status" replaces the whole status in one write, so fields of an earlier
+    // attempt (artifacts, nextRetryAt) cannot linger the way a merge patch would keep them.
+    const ops: object[] = [{ op: 'add', path: '/status', value: status }];
+    // The API server treats a resourceVersion in the patched object as a precondition.
+    if (expectResourceVersion)
+      ops.push({ op: 'replace', path: '/metadata/resourceVersion', value: expectResourceVersion });
+    const raw: unknown = await this.#call('status write', () =>
+      this.#api.patchNamespacedCustomObjectStatus({
+        group: GROUP,
+        version: VERSION,
+        namespace: run.metadata.namespace,
+        plural: PLURAL,
+        name: run.metadata.name,
+        body: ops,
+      }),
+    );
+    return this.#parse(raw, run);
+  }
+
+  async setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun> {
+    const raw: unknown = await this.#call('finalizer update', () =>
+      this.#api.patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: run.metadata.namespace,
+          plural: PLURAL,
+          name: run.metadata.name,
+          body: { metadata: { resourceVersion: run.metadata.resourceVersion, finalizers } },
+        },
+        mergePatch,
+      ),
+    );
+    return this.#parse(raw, run);
+  }
+
+  async delete(run: AgentRun): Promise<void> {
+    try {
+      await this.#call('delete', () =>
+        this.#api.deleteNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: run.metadata.namespace,
+          plural: PLURAL,
+          name: run.metadata.name,
+          body: { preconditions: { uid: run.metadata.uid } },
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+    }
+  }
+
+  async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (error instanceof ApiException) {
+        if (error.code === 409) throw new ConflictError(what);
+        if (error.code === 404) throw new NotFoundError(what);
+        throw new Error(`${what} failed: HTTP ${error.code}: ${statusMessage(error.body)}`);
+      }
+      throw error;
+    }
+  }
+
+  #parse(raw: unknown, run: AgentRun): AgentRun {
+    const parsed = parseAgentRun(raw);
+    if (!parsed)
+      throw new Error(
+        `${run.metadata.namespace}/${run.metadata.name}: the API server returned an object that is not a valid AgentRun`,
+      );
+    return parsed;
+  }
+}
+
+function statusMessage(body: unknown): string {
+  const parsed: unknown = typeof body === 'string' ? safeJson(body) : body;
+  if (
+    parsed &&
+    typeof parsed === 'object' &&
+    'message' in parsed &&
+    typeof parsed.message === 'string'
+  ) {
+    return parsed.message;
+  }
+  return String(body).slice(0, 500);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,130 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
+import type { HandlerRegistry } from '../handlers/registry.ts';
+import type { Logger } from '../log.ts';
+import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
+import { Informer } from './informer.ts';
+import { objectKey } from './kube-object.ts';
+import { Reconciler, type RunEvents, type RunObserver } from './reconciler.ts';
+import { WorkQueue, type WorkQueueMetrics } from './workqueue.ts';
+
+export interface ControllerOptions {
+  readonly kubeConfig: KubeConfig;
+  /** '' watches every namespace. */
+  readonly namespace: string;
+  readonly registry: HandlerRegistry;
+  readonly events: RunEvents;
+  readonly logger: Logger;
+  readonly maxConcurrentRuns: number;
+  readonly workers: number;
+  readonly retry: { readonly baseMs: number; readonly maxMs: number };
+  readonly resyncPeriodMs: number;
+  readonly finalizerAfterMs: number;
+  readonly observers?: readonly RunObserver[];
+  readonly queueMetrics?: WorkQueueMetrics;
+}
+
+/**
+ * The AgentRun controller, shaped like sample-controller: an informer keeps the cache and turns
+ * every change into a namespace/name key on a work queue; workers take keys (never the same key
+ * twice at once) and reconcile them; failures go back with per-key exponential backoff.
+ *
+ * The informer starts with `startCache()` on every replica so a new leader starts warm; the
+ * workers start only with `startWorkers()`, on the leader.
+ */
+export class AgentRunController {
+  readonly informer: Informer<AgentRun>;
+  readonly queue: WorkQueue;
+  readonly reconciler: Reconciler;
+  readonly #o: ControllerOptions;
+  #workers: Promise<void>[] = [];
+
+  constructor(options: ControllerOptions) {
+    this.#o = options;
+    const queue = new WorkQueue(options.queueMetrics ? { metrics: options.queueMetrics } : {});
+    this.queue = queue;
+    this.informer = new Informer<AgentRun>({
+      kubeConfig: options.kubeConfig,
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: options.namespace,
+      parse: parseAgentRun,
+      logger: options.logger,
+      resyncPeriodMs: options.resyncPeriodMs,
+    });
+    this.reconciler = new Reconciler({
+      store: this.informer,
+      writer: new KubeAgentRunWriter(options.kubeConfig),
+      registry: options.registry,
+      events: options.events,
+      logger: options.logger,
+      maxConcurrentRuns: options.maxConcurrentRuns,
+      retry: options.retry,
+      finalizerAfterMs: options.finalizerAfterMs,
+      enqueue: (key) => queue.add(key),
+      ...(options.observers ? { observers: options.observers } : {}),
+    });
+    const enqueue = (run: AgentRun) => {
+      const key = objectKey(run);
+      if (key) queue.add(key);
+    };
+    this.informer.addEventHandler({
+      onAdd: enqueue,
+      onUpdate: (_old, run) => enqueue(run),
+      onDelete: (run) => {
+        enqueue(run);
+        this.reconciler.forget(run.metadata.uid);
+      },
+      onResync: enqueue,
+    });
+  }
+
+  /** Starts listing and watching AgentRuns; resolves once the cache has synced. */
+  async startCache(signal?: AbortSignal): Promise<void> {
+    this.informer.start();
+    await this.informer.waitForSync(signal);
+  }
+
+  /** Starts the reconcile workers (on the leader). */
+  startWorkers(): void {
+    if (this.#workers.length > 0) return;
+    // Keys queued before we led were dropped by no one: re-offer every cached run.
+    for (const key of this.informer.keys()) this.queue.add(key);
+    this.#workers = Array.from({ length: this.#o.workers }, () => this.#work());
+  }
+
+  /**
+   * Stops taking work, lets running handlers finish for up to `graceMs` (then aborts them; their
+   * runs are retried by the next leader if retries remain), waits for their outcomes to be
+   * written, and stops the informer.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.queue.shutDown();
+    await Promise.all(this.#workers);
+    await this.reconciler.executor.drain(graceMs);
+    await this.reconciler.settled();
+    await this.informer.stop();
+  }
+
+  async #work(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      try {
+        const result = await this.reconciler.reconcile(key);
+        this.queue.forget(key);
+        if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+      } catch (error) {
+        if (error instanceof ConflictError) {
+          this.#o.logger.debug({ key }, error.message);
+        } else {
+          this.#o.logger.error({ err: error, key }, 'reconcile failed; retrying with backoff');
+        }
+        this.queue.addRateLimited(key);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+}

@@ -1,0 +1,205 @@
+import type { JsonObject } from '../handlers/handler.ts';
+import type { Logger } from '../log.ts';
+import type { AttemptResult } from './decide.ts';
+
+/** One attempt to execute: what the reconciler hands over after claiming it. */
+export interface Execution {
+  readonly key: string;
+  readonly uid: string;
+  readonly attempt: number;
+  readonly dryRun: boolean;
+  /** Absolute deadline of the run (timeoutSeconds after its first start). */
+  readonly deadline: Date | undefined;
+  readonly logger: Logger;
+  readonly execute: (ctx: {
+    runId: string;
+    attempt: number;
+    dryRun: boolean;
+    signal: AbortSignal;
+    logger: Logger;
+  }) => Promise<JsonObject>;
+}
+
+export interface ExecutorOptions {
+  /** Handler executions in flight at once (MAX_CONCURRENT_RUNS). */
+  readonly maxConcurrent: number;
+  /** Called once per execution when it ends, however it ends. */
+  readonly onFinished: (execution: Execution, result: AttemptResult) => void;
+  /** Called when a run waiting for capacity may now proceed. */
+  readonly onCapacity: (key: string) => void;
+  /** Called once if an execution is still running after `longRunningAfterMs`. */
+  readonly onLongRunning?: (execution: Execution) => void;
+  readonly longRunningAfterMs?: number;
+}
+
+type AbortReason = {
+  readonly reason: 'Canceled' | 'TimedOut' | 'Shutdown';
+  readonly message: string;
+};
+
+interface Running {
+  readonly execution: Execution;
+  readonly controller: AbortController;
+  readonly timers: NodeJS.Timeout[];
+  settle: (result: AttemptResult) => void;
+  abortedWith?: AbortReason;
+}
+
+/**
+ * Runs handler attempts apart from the reconcile workers, bounded by MAX_CONCURRENT_RUNS. An
+ * execution ends exactly once: when the handler settles, or at once when it is aborted (cancel,
+ * timeout, shutdown); a handler that ignores its AbortSignal cannot hold its slot or the run.
+ */
+export class Executor {
+  readonly #options: ExecutorOptions;
+  readonly #byUid = new Map<string, Running>();
+  readonly #byKey = new Map<string, string>();
+  /** Keys waiting for a free slot, in arrival order; a Set keeps each once. */
+  readonly #waiting = new Set<string>();
+  /** Keys woken for a free slot whose reconcile has not run yet: each holds that slot. */
+  readonly #woken = new Set<string>();
+  #reserved = 0;
+
+  constructor(options: ExecutorOptions) {
+    this.#options = options;
+  }
+
+  /** Executions in flight plus slots reserved for claims being written. */
+  get busy(): number {
+    return this.#byUid.size + this.#reserved;
+  }
+
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  isExecuting(uid: string): boolean {
+    return this.#byUid.has(uid);
+  }
+
+  /** The uid executing under `key`, if any (for runs deleted from the cache). */
+  executingUid(key: string): string | undefined {
+    return this.#byKey.get(key);
+  }
+
+  /**
+   * Takes a slot for a claim about to be written, synchronously, so that two reconciles cannot
+   * both see the last free slot. Returns false (and remembers `key` to wake later) when full.
+   */
+  reserve(key: string): boolean {
+    this.#woken.delete(key);
+    if (this.busy + this.#woken.size >= this.#options.maxConcurrent) {
+      this.#waiting.add(key);
+      return false;
+    }
+    this.#waiting.delete(key);
+    this.#reserved++;
+    return true;
+  }
+
+  /**
+   * The reconcile of `key` is over. If it had been woken for a slot and did not take it (the run
+   * was canceled meanwhile, say), the slot goes to the next waiting key, so nothing waits forever.
+   */
+  reconciled(key: string): void {
+    if (this.#woken.delete(key)) this.#wakeNext();
+  }
+
+  /** Gives back a reserved slot whose claim was not written. */
+  release(): void {
+    this.#reserved = Math.max(0, this.#reserved - 1);
+    this.#wakeNext();
+  }
+
+  /** Starts an execution on a reserved slot. */
+  start(execution: Execution): void {
+    this.#reserved = Math.max(0, this.#reserved - 1);
+    const controller = new AbortController();
+    const running: Running = { execution, controller, timers: [], settle: () => {} };
+    this.#byUid.set(execution.uid, running);
+    this.#byKey.set(execution.key, execution.uid);
+
+    let settled = false;
+    running.settle = (result) => {
+      if (settled) return;
+      settled = true;
+      for (const timer of running.timers) clearTimeout(timer);
+      this.#byUid.delete(execution.uid);
+      if (this.#byKey.get(execution.key) === execution.uid) this.#byKey.delete(execution.key);
+      try {
+        this.#options.onFinished(execution, result);
+      } finally {
+        this.#wakeNext();
+      }
+    };
+
+    if (execution.deadline) {
+      const ms = Math.max(0, execution.deadline.getTime() - Date.now());
+      running.timers.push(
+        setTimeout(() => this.abort(execution.uid, 'TimedOut', 'exceeded its timeoutSeconds'), ms),
+      );
+    }
+    const { onLongRunning, longRunningAfterMs } = this.#options;
+    if (onLongRunning && longRunningAfterMs !== undefined) {
+      running.timers.push(setTimeout(() => onLongRunning(execution), longRunningAfterMs));
+    }
+
+    const ctx = {
+      runId: execution.uid,
+      attempt: execution.attempt,
+      dryRun: execution.dryRun,
+      signal: controller.signal,
+      logger: execution.logger,
+    };
+    // A synchronous throw inside execute() becomes a rejection here.
+    Promise.resolve()
+      .then(() => execution.execute(ctx))
+      .then(
+        (artifacts) => running.settle({ kind: 'succeeded', artifacts }),
+        (error: unknown) => {
+          if (running.abortedWith) return; // already settled by abort()
+          running.settle({ kind: 'failed', error: errorMessage(error) });
+        },
+      );
+  }
+
+  /** Aborts the execution of `uid`; it ends at once with the given reason. */
+  abort(uid: string, reason: AbortReason['reason'], message: string): boolean {
+    const running = this.#byUid.get(uid);
+    if (!running || running.abortedWith) return false;
+    running.abortedWith = { reason, message };
+    running.controller.abort(new Error(`${reason}: ${message}`));
+    running.settle({ kind: 'aborted', reason, message });
+    return true;
+  }
+
+  /**
+   * Graceful shutdown: waits up to `graceMs` for executions to finish, then aborts the rest with
+   * reason Shutdown (their runs are retried by the next leader if retries remain).
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.#waiting.clear();
+    this.#woken.clear();
+    const deadline = Date.now() + graceMs;
+    while (this.#byUid.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    for (const uid of [...this.#byUid.keys()]) {
+      this.abort(uid, 'Shutdown', 'the operator shut down before the handler finished');
+    }
+  }
+
+  #wakeNext(): void {
+    for (const key of this.#waiting) {
+      if (this.busy + this.#woken.size >= this.#options.maxConcurrent) return;
+      this.#waiting.delete(key);
+      this.#woken.add(key);
+      this.#options.onCapacity(key);
+    }
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
+}

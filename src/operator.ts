@@ -1,0 +1,206 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import { type Config, loadConfig } from './config/config.ts';
+import { AgentRunController } from './controller/controller.ts';
+import { EventRecorder } from './controller/event-recorder.ts';
+import { HealthServer } from './controller/health-server.ts';
+import { LeaderElector } from './controller/leader-election.ts';
+import type { RunEvents, RunObserver } from './controller/reconciler.ts';
+import type { Handler } from './handlers/handler.ts';
+import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
+import { HandlerRegistry } from './handlers/registry.ts';
+import { createLogger, type Logger } from './log.ts';
+
+export interface OperatorOptions {
+  /** Your own handlers, registered next to the built-ins (noop, http.check, configured webhooks). */
+  readonly handlers?: readonly Handler[];
+  /** Set false to register only `handlers`. */
+  readonly includeBuiltins?: boolean;
+  /** Default: loadConfig() from the environment. */
+  readonly config?: Config;
+  readonly logger?: Logger;
+  /** Default: KUBECONFIG / in-cluster / ~/.kube/config, as kubectl finds it. */
+  readonly kubeConfig?: KubeConfig;
+  /** Where Kubernetes Events go; default an EventRecorder writing events.k8s.io/v1 Events. */
+  readonly events?: RunEvents;
+  /** Told about every status write: the seams for the audit log and metrics. */
+  readonly observers?: readonly RunObserver[];
+}
+
+/** The operator lost its Lease: like controller-runtime, stop, and let the process restart. */
+export class LeadershipLostError extends Error {
+  constructor() {
+    super('leader election lost');
+    this.name = 'LeadershipLostError';
+  }
+}
+
+/**
+ * Builds the operator: the AgentRun controller with its handlers, health probes and, when
+ * LEADER_ELECT is on, leader election. `start()` returns once it is serving; `done` settles when
+ * it stops (rejecting with LeadershipLostError if the Lease was lost).
+ */
+export async function createOperator(options: OperatorOptions = {}): Promise<Operator> {
+  const config = options.config ?? loadConfig();
+  const logger = options.logger ?? createLogger(config.LOG_LEVEL);
+  const kubeConfig = options.kubeConfig ?? defaultKubeConfig(config);
+  const registry = new HandlerRegistry();
+  if (options.includeBuiltins !== false) {
+    const handlersConfig = config.HANDLERS_CONFIG
+      ? await loadHandlersConfig(config.HANDLERS_CONFIG)
+      : {};
+    for (const handler of builtinHandlers(handlersConfig)) registry.register(handler);
+  }
+  for (const handler of options.handlers ?? []) registry.register(handler);
+  return new Operator(config, logger, kubeConfig, registry, options);
+}
+
+export class Operator {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly registry: HandlerRegistry;
+  readonly controller: AgentRunController;
+  readonly done: Promise<void>;
+  readonly #elector: LeaderElector | undefined;
+  #recorder: EventRecorder | undefined;
+  #health: HealthServer | undefined;
+  #stopping: Promise<void> | undefined;
+  #finish: (error?: Error) => void = () => {};
+
+  constructor(
+    config: Config,
+    logger: Logger,
+    kubeConfig: KubeConfig,
+    registry: HandlerRegistry,
+    options: OperatorOptions,
+  ) {
+    this.config = config;
+    this.logger = logger;
+    this.registry = registry;
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#finish = (error) => (error ? reject(error) : resolve());
+    });
+    // Nobody may be awaiting `done` yet; an unobserved rejection must not crash the process.
+    this.done.catch(() => {});
+    let events = options.events;
+    if (!events) {
+      this.#recorder = new EventRecorder({ kubeConfig, component: 'agentrun-operator', logger });
+      events = this.#recorder;
+    }
+    this.controller = new AgentRunController({
+      kubeConfig,
+      namespace: config.WATCH_NAMESPACE,
+      registry,
+      events,
+      logger,
+      maxConcurrentRuns: config.MAX_CONCURRENT_RUNS,
+      workers: config.RECONCILE_WORKERS,
+      retry: { baseMs: config.RETRY_BACKOFF_BASE_MS, maxMs: config.RETRY_BACKOFF_MAX_MS },
+      resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
+      finalizerAfterMs: config.FINALIZER_AFTER_MS,
+      ...(options.observers ? { observers: options.observers } : {}),
+    });
+    this.#elector = config.LEADER_ELECT
+      ? new LeaderElector({
+          kubeConfig,
+          namespace: leaderElectionNamespace(config),
+          name: config.LEADER_ELECTION_ID,
+          identity: `${hostname()}_${crypto.randomUUID()}`,
+          leaseDurationMs: config.LEASE_DURATION_SECONDS * 1000,
+          renewDeadlineMs: config.RENEW_DEADLINE_SECONDS * 1000,
+          retryPeriodMs: config.RETRY_PERIOD_SECONDS * 1000,
+          logger: logger.child({ component: 'leader-election' }),
+          onStartedLeading: () => {
+            logger.info('became leader; starting workers');
+            this.controller.startWorkers();
+          },
+          onStoppedLeading: () => {
+            if (this.#stopping) return;
+            logger.error('lost the leader lease; stopping');
+            void this.#stop(0, new LeadershipLostError());
+          },
+        })
+      : undefined;
+  }
+
+  /** Serves probes, syncs the cache, then reconciles (as leader, when elections are on). */
+  async start(): Promise<void> {
+    const address = this.config.HEALTH_PROBE_BIND_ADDRESS;
+    if (address) {
+      this.#health = await HealthServer.listen(
+        { healthy: () => true, ready: () => this.ready() },
+        address,
+      );
+    }
+    this.logger.info(
+      {
+        agents: this.registry.names(),
+        watchNamespace: this.config.WATCH_NAMESPACE || '(all)',
+        maxConcurrentRuns: this.config.MAX_CONCURRENT_RUNS,
+        leaderElect: this.config.LEADER_ELECT,
+      },
+      'starting agentrun-operator',
+    );
+    await this.controller.startCache();
+    if (this.#elector) {
+      void this.#elector.run();
+    } else {
+      this.controller.startWorkers();
+    }
+  }
+
+  /** /readyz: the cache has synced (a follower is ready too: it is waiting for the Lease). */
+  ready(): boolean {
+    return this.controller.informer.hasSynced() && this.#stopping === undefined;
+  }
+
+  get healthPort(): number | undefined {
+    return this.#health?.port;
+  }
+
+  get isLeader(): boolean {
+    return this.#elector ? this.#elector.isLeader() : this.#stopping === undefined;
+  }
+
+  /** Graceful stop (SIGTERM): no new work, in-flight handlers get SHUTDOWN_GRACE_SECONDS. */
+  stop(): Promise<void> {
+    return this.#stop(this.config.SHUTDOWN_GRACE_SECONDS * 1000);
+  }
+
+  #stop(graceMs: number, error?: Error): Promise<void> {
+    this.#stopping ??= (async () => {
+      try {
+        await this.controller.stop(graceMs);
+        await this.#recorder?.flush(2_000);
+        await this.#recorder?.stop();
+        await this.#elector?.stop();
+        await this.#health?.close();
+      } finally {
+        this.logger.info('stopped');
+        this.#finish(error);
+      }
+    })();
+    return this.#stopping;
+  }
+}
+
+function defaultKubeConfig(config: Config): KubeConfig {
+  const kc = new KubeConfig();
+  if (config.KUBECONFIG) kc.loadFromFile(config.KUBECONFIG);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+function leaderElectionNamespace(config: Config): string {
+  if (config.LEADER_ELECTION_NAMESPACE) return config.LEADER_ELECTION_NAMESPACE;
+  const pod = process.env['POD_NAMESPACE'];
+  if (pod) return pod;
+  try {
+    return readFileSync(SERVICE_ACCOUNT_NAMESPACE, 'utf8').trim();
+  } catch {
+    return 'default';
+  }
+}
