@@ -1,0 +1,115 @@
+import { ApiException, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import {
+  type AgentRun,
+  API_VERSION,
+  GROUP,
+  KIND,
+  type Phase,
+  PLURAL,
+  parseAgentRun,
+  VERSION,
+} from '../../src/api/agentrun.ts';
+import { waitFor } from './wait.ts';
+
+export type SpecInput = Record<string, unknown> & { agent: string; objective?: string };
+
+/** AgentRun calls for tests, in one namespace, as a user would make them. */
+export class AgentRuns {
+  readonly namespace: string;
+  readonly #api: CustomObjectsApi;
+
+  constructor(kc: KubeConfig, namespace: string) {
+    this.namespace = namespace;
+    this.#api = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  #ref() {
+    return { group: GROUP, version: VERSION, namespace: this.namespace, plural: PLURAL };
+  }
+
+  async create(name: string, spec: SpecInput): Promise<AgentRun> {
+    const body = {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name },
+      spec: { objective: `test ${name}`, ...spec },
+    };
+    return this.#parse(await this.#api.createNamespacedCustomObject({ ...this.#ref(), body }));
+  }
+
+  async get(name: string): Promise<AgentRun | undefined> {
+    try {
+      return this.#parse(await this.#api.getNamespacedCustomObject({ ...this.#ref(), name }));
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async list(): Promise<AgentRun[]> {
+    const list = (await this.#api.listNamespacedCustomObject(this.#ref())) as { items: unknown[] };
+    return list.items.map((item) => this.#parse(item));
+  }
+
+  /** Writes a status directly, as a previous operator process would have. */
+  async writeStatus(name: string, status: Record<string, unknown>): Promise<void> {
+    await this.#api.patchNamespacedCustomObjectStatus({
+      ...this.#ref(),
+      name,
+      body: [{ op: 'add', path: '/status', value: status }],
+    });
+  }
+
+  async cancel(name: string): Promise<void> {
+    await this.#api.patchNamespacedCustomObject({
+      ...this.#ref(),
+      name,
+      body: [{ op: 'replace', path: '/spec/cancel', value: true }],
+    });
+  }
+
+  async delete(name: string): Promise<void> {
+    await this.#api.deleteNamespacedCustomObject({ ...this.#ref(), name });
+  }
+
+  /** Waits until the run satisfies `done`; the error names what was awaited and the last state. */
+  async waitUntil(
+    name: string,
+    what: string,
+    done: (run: AgentRun) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<AgentRun> {
+    let last: AgentRun | undefined;
+    try {
+      return await waitFor(
+        `${this.namespace}/${name} ${what}`,
+        async () => {
+          last = await this.get(name);
+          return last && done(last) ? last : undefined;
+        },
+        { timeoutMs, intervalMs: 50 },
+      );
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; last status: ${JSON.stringify(last?.status)}`);
+    }
+  }
+
+  waitForPhase(name: string, phase: Phase, timeoutMs?: number): Promise<AgentRun> {
+    return this.waitUntil(name, `phase ${phase}`, (r) => r.status?.phase === phase, timeoutMs);
+  }
+
+  /** Waits until the object is gone. */
+  async waitForDeletion(name: string, timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      `${this.namespace}/${name} deleted`,
+      async () => ((await this.get(name)) === undefined ? true : undefined),
+      { timeoutMs, intervalMs: 50 },
+    );
+  }
+
+  #parse(raw: unknown): AgentRun {
+    const run = parseAgentRun(raw);
+    if (!run) throw new Error(`not a valid AgentRun: ${JSON.stringify(raw).slice(0, 500)}`);
+    return run;
+  }
+}
