@@ -77,12 +77,24 @@ envtest: ## Build or find kube-apiserver + etcd; prints their directory as the l
 ##@ Run
 
 .PHONY: dev
-dev: $(DEPS) ## Start a local control plane (and PostgreSQL) and print how to reach it; Ctrl-C stops all.
+dev: $(DEPS) ## Local control plane + PostgreSQL + CRD + operator + samples; prints kubectl get agentruns. Ctrl-C stops all.
 	$(WITH_ENVTEST) node hack/dev.ts
 
 .PHONY: run
-run: $(DEPS) ## Run the operator from source against the current kubeconfig.
-	node src/cli/main.ts run
+run: $(DEPS) ## Run the operator from source against the current kubeconfig (ARGS="--max-concurrent-runs=5").
+	node src/cli/main.ts run $(ARGS)
+
+##@ Deployment
+
+KUBECTL ?= kubectl
+
+.PHONY: install
+install: ## Install the AgentRun CRD into the cluster of the current kubeconfig.
+	$(KUBECTL) apply --server-side -f crds/
+
+.PHONY: uninstall
+uninstall: ## Delete the AgentRun CRD (and with it every AgentRun!) from the cluster.
+	$(KUBECTL) delete --ignore-not-found -f crds/
 
 ##@ Build Dependencies
 

@@ -1,11 +1,19 @@
-// `make dev`: a local control plane (real kube-apiserver + etcd) and, unless DATABASE_URL is set,
-// a throwaway PostgreSQL, kept running until Ctrl-C. Later steps add the operator and samples.
-import { copyFileSync, mkdirSync } from 'node:fs';
+// `make dev`: the whole product on one machine. A local control plane (real kube-apiserver +
+// etcd), a throwaway PostgreSQL unless DATABASE_URL is set, the CRD, the operator (the real CLI,
+// as a child process), and the samples from deploy/samples; then it shows `kubectl get
+// agentruns` and keeps everything running until Ctrl-C.
+import { execFile, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { installCrd } from '../test/support/crds.ts';
 import { ControlPlane } from '../test/support/envtest/control-plane.ts';
 import { PostgresServer } from '../test/support/postgres/server.ts';
+import { waitFor } from '../test/support/wait.ts';
 
-const devDir = resolve(process.env['DEV_DIR'] ?? '.dev');
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, '..');
+const devDir = resolve(process.env['DEV_DIR'] ?? join(root, '.dev'));
 mkdirSync(devDir, { recursive: true });
 
 const plane = await ControlPlane.start({ baseDir: devDir });
@@ -14,24 +22,68 @@ const postgres = process.env['DATABASE_URL']
   : await PostgresServer.start({ baseDir: devDir });
 const kubeconfig = join(devDir, 'kubeconfig');
 copyFileSync(plane.info.adminKubeconfig, kubeconfig);
+const kubectl = async (...args: string[]) =>
+  (await run(plane.info.kubectl, ['--kubeconfig', kubeconfig, ...args])).stdout;
 
-console.log(`
-Local control plane is up (kube-apiserver ${plane.info.server}, RBAC on; you are system:masters).
+await installCrd(plane.info);
 
-  export KUBECONFIG=${kubeconfig}
-  kubectl get namespaces          # or ${plane.info.kubectl}, built with the API server
-${postgres ? `\nPostgreSQL (throwaway, trust auth):\n\n  export DATABASE_URL=${postgres.url()}\n  psql "$DATABASE_URL"\n` : ''}
-Logs: ${plane.info.dir}/*.log. Press Ctrl-C to stop everything and remove its data.`);
+const logFile = join(devDir, 'operator.log');
+const operator = spawn(process.execPath, [join(root, 'src/cli/main.ts'), 'run'], {
+  env: {
+    ...process.env,
+    KUBECONFIG: kubeconfig,
+    HEALTH_PROBE_BIND_ADDRESS: '127.0.0.1:0',
+    // Quicker retries than production's 10 s, so the failing sample finishes while you watch.
+    RETRY_BACKOFF_BASE_MS: process.env['RETRY_BACKOFF_BASE_MS'] ?? '1000',
+    ...(postgres ? { DATABASE_URL: postgres.url() } : {}),
+  },
+  stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')],
+});
 
 let stopping = false;
-async function shutdown(signal: NodeJS.Signals): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  console.log(`\n${signal}: stopping`);
-  await Promise.all([plane.stop(), postgres?.destroy()]);
-  process.exit(0);
+async function shutdown(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    operator.kill('SIGTERM');
+    await new Promise((done) =>
+      operator.exitCode === null ? operator.once('exit', done) : done(null),
+    );
+    await Promise.all([plane.stop(), postgres?.destroy()]);
+  }
+  process.exit(code);
 }
-process.on('SIGINT', shutdown);
-process.on('SIGTERM', shutdown);
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+operator.once('exit', (code) => {
+  if (stopping) return;
+  console.error(`the operator exited (code ${code}); see ${logFile}`);
+  void shutdown(1);
+});
+
+await kubectl('apply', '-n', 'default', '-f', join(root, 'deploy/samples'));
+await waitFor(
+  'the samples to finish',
+  async () => {
+    const phases = (
+      await kubectl('get', 'agentruns', '-n', 'default', '-o', 'jsonpath={.items[*].status.phase}')
+    ).split(' ');
+    return phases.every((p) => ['Succeeded', 'Failed', 'Canceled'].includes(p)) ? true : undefined;
+  },
+  { timeoutMs: 60_000, intervalMs: 500 },
+).catch(() => console.error('(some samples are still running)'));
+
+console.log(`$ kubectl get agentruns -o wide
+${await kubectl('get', 'agentruns', '-n', 'default', '-o', 'wide')}
+agentrun-operator is running against a local control plane (kube-apiserver ${plane.info.server}).
+
+  export KUBECONFIG=${kubeconfig}
+  kubectl get agentruns                       # kubectl v1.36 also at ${plane.info.kubectl}
+  kubectl describe agentrun hello
+  kubectl apply -f deploy/samples/noop-hello.yaml
+  kubectl wait --for=condition=Succeeded agentrun/hello
+  tail -f ${logFile}
+${postgres ? `\nPostgreSQL (throwaway): export DATABASE_URL=${postgres.url()}\n` : ''}
+Press Ctrl-C to stop everything and remove its data.`);
+
 // Keeps the event loop alive until a signal arrives.
 setInterval(() => {}, 1 << 30);
