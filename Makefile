@@ -70,6 +70,10 @@ test-unit: $(DEPS) ## Run the fast unit tests only.
 test-integration: $(DEPS) ## Run integration tests against a real control plane and PostgreSQL.
 	$(WITH_ENVTEST) $(VITEST) run --project integration
 
+.PHONY: bench
+bench: $(DEPS) ## Throughput benchmark: operator runs/s vs a plain client making the same writes (RUNS=2000 CONCURRENCY=32).
+	$(WITH_ENVTEST) node hack/bench.ts
+
 .PHONY: envtest
 envtest: ## Build or find kube-apiserver + etcd; prints their directory as the last line.
 	@hack/envtest/setup.sh

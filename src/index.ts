@@ -1,2 +1,21 @@
-// Public surface of the agentrun-operator package, for building your own operator binary.
+// Public surface of the agentrun-operator package: build your own operator binary with custom
+// handlers (see docs/library.md).
+export type {
+  AgentRun,
+  AgentRunSpec,
+  AgentRunStatus,
+  Phase,
+} from './api/agentrun.ts';
+export { API_VERSION, GROUP, KIND, PLURAL, parseAgentRun, VERSION } from './api/agentrun.ts';
+export type { Condition } from './api/conditions.ts';
+export { ConditionType } from './api/conditions.ts';
+export { Reason } from './api/reasons.ts';
+export type { Config } from './config/config.ts';
+export { ConfigError, loadConfig } from './config/config.ts';
+export type { RunEvents, RunObserver } from './controller/reconciler.ts';
+export * from './handlers/index.ts';
+export type { Logger } from './log.ts';
+export { createLogger, silentLogger } from './log.ts';
+export type { OperatorOptions } from './operator.ts';
+export { createOperator, LeadershipLostError, Operator } from './operator.ts';
 export { OPERATOR_NAME, OPERATOR_VERSION } from './version.ts';

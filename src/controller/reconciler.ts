@@ -13,7 +13,7 @@ import {
   statusAfterAttempt,
 } from './decide.ts';
 import { type Execution, Executor } from './executor.ts';
-import { deadline, isTerminal, progress, runningStatus, terminalStatus } from './run-status.ts';
+import { deadline, progress, runningStatus, terminalStatus } from './run-status.ts';
 
 /** Read access to the informer's cache. */
 export interface RunStore {
@@ -195,7 +195,7 @@ export class Reconciler {
       this.executor.release();
       throw error;
     }
-    const logger = this.#log(claimed).child({ attempt });
+    const logger = this.#log(claimed, { attempt });
     this.executor.start({
       key,
       uid: claimed.metadata.uid,
@@ -286,8 +286,11 @@ export class Reconciler {
       const type = now.status === 'False' || now.reason === Reason.Retrying ? 'Warning' : 'Normal';
       const reason = now.reason === Reason.Running ? 'Started' : now.reason;
       this.#o.events.record(run, type, reason, now.message);
-      const level = isTerminal(run.status) ? 'info' : 'debug';
-      this.#log(run)[level]({ phase: run.status?.phase, reason: now.reason }, now.message);
+      // Per-run transitions log at debug: at hundreds of runs/s an info line per run would cost
+      // more than the run. The Events and the audit log are the per-run record.
+      if (this.#o.logger.isLevelEnabled('debug')) {
+        this.#log(run).debug({ phase: run.status?.phase, reason: now.reason }, now.message);
+      }
     }
     for (const observer of this.#o.observers ?? []) observer.statusWritten(run, previous);
   }
@@ -312,12 +315,13 @@ export class Reconciler {
     return mine.status ? { ...cached, status: mine.status } : cached;
   }
 
-  #log(run: AgentRun): Logger {
+  #log(run: AgentRun, extra: Record<string, unknown> = {}): Logger {
     return this.#o.logger.child({
       runId: run.metadata.uid,
       agent: run.spec.agent,
       namespace: run.metadata.namespace,
       name: run.metadata.name,
+      ...extra,
     });
   }
 }

@@ -1,0 +1,179 @@
+// `make bench`: AgentRun throughput on this machine. Starts a local control plane, runs the real
+// operator (the CLI, as a child process), creates RUNS noop AgentRuns as fast as CONCURRENCY
+// clients can, and measures runs/s from the first create to the last Succeeded. Then a "replay"
+// baseline: a plain client that makes the same API writes per run (create + Running status +
+// terminal status) with no operator. E = operator runs/s / replay runs/s says how much of what
+// the API server can do the operator achieves. Prints figures; asserts nothing.
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { type AgentRun, API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../src/api/agentrun.ts';
+import { runningStatus, terminalStatus } from '../src/controller/run-status.ts';
+import { installCrd } from '../test/support/crds.ts';
+import { ControlPlane } from '../test/support/envtest/control-plane.ts';
+import { adminKubeConfig } from '../test/support/envtest/users.ts';
+import { createNamespace } from '../test/support/kube.ts';
+
+const RUNS = Number(process.env['RUNS'] ?? 2000);
+const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 32);
+const root = resolve(import.meta.dirname, '..');
+
+const plane = await ControlPlane.start();
+try {
+  const kc = adminKubeConfig(plane.info);
+  await installCrd(plane.info);
+  const api = kc.makeApiClient(CustomObjectsApi);
+
+  const opNamespace = await createNamespace(kc, 'bench-operator');
+  const operator = spawn(process.execPath, [join(root, 'src/cli/main.ts'), 'run'], {
+    env: {
+      ...process.env,
+      KUBECONFIG: plane.info.adminKubeconfig,
+      WATCH_NAMESPACE: opNamespace,
+      HEALTH_PROBE_BIND_ADDRESS: '0',
+      LOG_LEVEL: 'warn',
+      MAX_CONCURRENT_RUNS: process.env['MAX_CONCURRENT_RUNS'] ?? '10',
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    await warmUp(api, kc, opNamespace);
+    const op = await measure('operator', kc, opNamespace, (name) => create(api, opNamespace, name));
+
+    const replayNamespace = await createNamespace(kc, 'bench-replay');
+    await warmUp(api, kc, replayNamespace, true);
+    const replay = await measure('replay', kc, replayNamespace, async (name) => {
+      const run = await create(api, replayNamespace, name);
+      const running = runningStatus(run, 1, {}, new Date());
+      await writeStatus(api, run, running);
+      await writeStatus(
+        api,
+        { ...run, status: running },
+        terminalStatus(
+          { ...run, status: running },
+          { reason: 'Succeeded', message: 'attempt 1 succeeded (dry run)', artifacts: {} },
+          new Date(),
+        ),
+      );
+    });
+
+    console.log(
+      `\nRUNS=${RUNS} CONCURRENCY=${CONCURRENCY} MAX_CONCURRENT_RUNS=${process.env['MAX_CONCURRENT_RUNS'] ?? '10'} on ${(await import('node:os')).cpus().length} cores`,
+    );
+    console.log(`operator: ${op.toFixed(1)} runs/s`);
+    console.log(`replay:   ${replay.toFixed(1)} runs/s (same writes, no operator)`);
+    console.log(`E = ${(op / replay).toFixed(2)}`);
+  } finally {
+    operator.kill('SIGTERM');
+    await new Promise((done) => operator.once('exit', done));
+  }
+} finally {
+  await plane.stop();
+}
+
+async function create(api: CustomObjectsApi, namespace: string, name: string): Promise<AgentRun> {
+  return (await api.createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: PLURAL,
+    body: {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name },
+      spec: { agent: 'noop', objective: 'benchmark' },
+    },
+  })) as AgentRun;
+}
+
+async function writeStatus(api: CustomObjectsApi, run: AgentRun, status: object): Promise<void> {
+  await api.patchNamespacedCustomObjectStatus({
+    group: GROUP,
+    version: VERSION,
+    namespace: run.metadata.namespace,
+    plural: PLURAL,
+    name: run.metadata.name,
+    body: [{ op: 'add', path: '/status', value: status }],
+  });
+}
+
+/** A few runs first, so watch caches, connections and the JIT are warm for both contenders. */
+async function warmUp(api: CustomObjectsApi, kc: KubeConfig, namespace: string, replay = false) {
+  const names = Array.from({ length: 20 }, (_, i) => `warm-${i}`);
+  const done = succeeded(kc, namespace, new Set(names));
+  await Promise.all(
+    names.map(async (name) => {
+      const run = await create(api, namespace, name);
+      if (replay) {
+        await writeStatus(
+          api,
+          run,
+          terminalStatus(run, { reason: 'Succeeded', message: 'warm' }, new Date()),
+        );
+      }
+    }),
+  );
+  await done;
+}
+
+/** Creates RUNS runs with CONCURRENCY workers; resolves runs/s once all have Succeeded. */
+async function measure(
+  label: string,
+  kc: KubeConfig,
+  namespace: string,
+  one: (name: string) => Promise<unknown>,
+): Promise<number> {
+  const names = Array.from({ length: RUNS }, (_, i) => `run-${i}`);
+  const done = succeeded(kc, namespace, new Set(names));
+  const start = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < names.length) {
+        const name = names[next++] as string;
+        await one(name);
+      }
+    }),
+  );
+  const created = performance.now();
+  await done;
+  const end = performance.now();
+  console.log(
+    `${label}: created ${RUNS} in ${((created - start) / 1000).toFixed(1)} s, all Succeeded after ${((end - start) / 1000).toFixed(1)} s`,
+  );
+  return RUNS / ((end - start) / 1000);
+}
+
+/** Resolves when every named run has been seen with phase Succeeded on a watch. */
+async function succeeded(kc: KubeConfig, namespace: string, names: Set<string>): Promise<void> {
+  const remaining = new Set(names);
+  await new Promise<void>((resolveAll, reject) => {
+    let controller: AbortController | undefined;
+    const open = () =>
+      new Watch(kc)
+        .watch(
+          `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`,
+          {},
+          (_type, obj: AgentRun) => {
+            if (
+              obj.status?.phase === 'Succeeded' &&
+              remaining.delete(obj.metadata.name) &&
+              remaining.size === 0
+            ) {
+              controller?.abort();
+              resolveAll();
+            }
+          },
+          (error: unknown) => {
+            if (remaining.size > 0) {
+              if (error) setTimeout(open, 200);
+              else open();
+            }
+          },
+        )
+        .then((c) => {
+          controller = c;
+        }, reject);
+    open();
+  });
+}
