@@ -11,7 +11,13 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** Whole decimal numbers only: "0x10", "1e3" and " " are mistakes, not numbers. */
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'expected a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 
 /** "host:port", ":port" (all interfaces) or "0" (disabled), as controller-runtime takes them. */
 const bindAddress = z
@@ -22,7 +28,11 @@ const bindAddress = z
     const i = value.lastIndexOf(':');
     const host = value.slice(0, i).replace(/^\[|\]$/g, '');
     return { host: host === '' ? undefined : host, port: Number(value.slice(i + 1)) };
-  });
+  })
+  .refine(
+    (address) => address === undefined || address.port <= 65535,
+    'port must be at most 65535',
+  );
 export type BindAddress = { host: string | undefined; port: number };
 
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
@@ -69,7 +79,8 @@ export function flagsToEnv(argv: readonly string[]): Record<string, string> {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const match = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
-    if (!match?.[1]) throw new ConfigError([`unexpected argument "${arg}"`]);
+    // Only the part before "=": the value may be a secret.
+    if (!match?.[1]) throw new ConfigError([`unexpected argument "${arg.split('=')[0]}"`]);
     const key = match[1].toUpperCase().replaceAll('-', '_');
     if (match[2] !== undefined) {
       out[key] = match[2];

@@ -113,6 +113,9 @@ export class Executor {
 
   /** Starts an execution on a reserved slot. */
   start(execution: Execution): void {
+    if (this.#byUid.has(execution.uid)) {
+      throw new Error(`run ${execution.uid} is already executing; refusing a second execution`);
+    }
     this.#reserved = Math.max(0, this.#reserved - 1);
     const controller = new AbortController();
     const running: Running = { execution, controller, timers: [], settle: () => {} };
@@ -128,6 +131,8 @@ export class Executor {
       if (this.#byKey.get(execution.key) === execution.uid) this.#byKey.delete(execution.key);
       try {
         this.#options.onFinished(execution, result);
+      } catch (error) {
+        execution.logger.error({ err: error }, 'handling the end of an execution failed');
       } finally {
         this.#wakeNext();
       }
@@ -151,9 +156,18 @@ export class Executor {
       signal: controller.signal,
       logger: execution.logger,
     };
-    // A synchronous throw inside execute() becomes a rejection here.
+    // Past its deadline already: end it now, without ever calling the handler.
+    if (execution.deadline && execution.deadline.getTime() <= Date.now()) {
+      this.abort(execution.uid, 'TimedOut', 'exceeded its timeoutSeconds');
+      return;
+    }
+    // A synchronous throw inside execute() becomes a rejection here. A run aborted before this
+    // microtask (canceled in the same tick) never reaches its handler: agents have side effects.
     Promise.resolve()
-      .then(() => execution.execute(ctx))
+      .then(() => {
+        controller.signal.throwIfAborted();
+        return execution.execute(ctx);
+      })
       .then(
         (artifacts) => running.settle({ kind: 'succeeded', artifacts }),
         (error: unknown) => {
@@ -201,5 +215,11 @@ export class Executor {
 
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
-  return typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    // Circular objects and BigInts: never let a handler's odd rejection value escape.
+    return Object.prototype.toString.call(error);
+  }
 }
