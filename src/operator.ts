@@ -6,6 +6,7 @@ import { AgentRunController } from './controller/controller.ts';
 import { EventRecorder } from './controller/event-recorder.ts';
 import { HealthServer } from './controller/health-server.ts';
 import { LeaderElector } from './controller/leader-election.ts';
+import { PooledKubeConfig } from './controller/pooled-kube-config.ts';
 import type { RunEvents, RunObserver } from './controller/reconciler.ts';
 import type { Handler } from './handlers/handler.ts';
 import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
@@ -44,7 +45,8 @@ export class LeadershipLostError extends Error {
 export async function createOperator(options: OperatorOptions = {}): Promise<Operator> {
   const config = options.config ?? loadConfig();
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
-  const kubeConfig = options.kubeConfig ?? defaultKubeConfig(config);
+  // Every client of the operator shares one connection pool (see PooledKubeConfig).
+  const kubeConfig = PooledKubeConfig.from(options.kubeConfig ?? defaultKubeConfig(config));
   const registry = new HandlerRegistry();
   if (options.includeBuiltins !== false) {
     const handlersConfig = config.HANDLERS_CONFIG
@@ -62,6 +64,7 @@ export class Operator {
   readonly registry: HandlerRegistry;
   readonly controller: AgentRunController;
   readonly done: Promise<void>;
+  readonly #kubeConfig: PooledKubeConfig;
   readonly #elector: LeaderElector | undefined;
   #recorder: EventRecorder | undefined;
   #health: HealthServer | undefined;
@@ -71,11 +74,12 @@ export class Operator {
   constructor(
     config: Config,
     logger: Logger,
-    kubeConfig: KubeConfig,
+    kubeConfig: PooledKubeConfig,
     registry: HandlerRegistry,
     options: OperatorOptions,
   ) {
     this.config = config;
+    this.#kubeConfig = kubeConfig;
     this.logger = logger;
     this.registry = registry;
     this.done = new Promise<void>((resolve, reject) => {
@@ -176,6 +180,7 @@ export class Operator {
         await this.#recorder?.stop();
         await this.#elector?.stop();
         await this.#health?.close();
+        await this.#kubeConfig.close();
       } finally {
         this.logger.info('stopped');
         this.#finish(error);
