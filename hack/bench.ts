@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
 import { type AgentRun, API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../src/api/agentrun.ts';
+import { PooledKubeConfig } from '../src/controller/pooled-kube-config.ts';
 import { runningStatus, terminalStatus } from '../src/controller/run-status.ts';
 import { installCrd } from '../test/support/crds.ts';
 import { ControlPlane } from '../test/support/envtest/control-plane.ts';
@@ -20,7 +21,8 @@ const root = resolve(import.meta.dirname, '..');
 
 const plane = await ControlPlane.start();
 try {
-  const kc = adminKubeConfig(plane.info);
+  // The load generator pools its connections too, as any sensible client would.
+  const kc = PooledKubeConfig.from(adminKubeConfig(plane.info));
   await installCrd(plane.info);
   const api = kc.makeApiClient(CustomObjectsApi);
 
