@@ -13,6 +13,7 @@ import {
   parseAgentRun,
   VERSION,
 } from '../api/agentrun.ts';
+import { describeKubeError } from './kube-errors.ts';
 
 /** The AgentRun writes the controller makes; a thin adapter over the API server. */
 export interface AgentRunWriter {
@@ -121,7 +122,7 @@ export class KubeAgentRunWriter implements AgentRunWriter {
       if (error instanceof ApiException) {
         if (error.code === 409) throw new ConflictError(what);
         if (error.code === 404) throw new NotFoundError(what);
-        throw new Error(`${what} failed: HTTP ${error.code}: ${statusMessage(error.body)}`);
+        throw new Error(`${what} failed: ${describeKubeError(error)}`);
       }
       throw error;
     }
@@ -134,26 +135,5 @@ export class KubeAgentRunWriter implements AgentRunWriter {
         `${run.metadata.namespace}/${run.metadata.name}: the API server returned an object that is not a valid AgentRun`,
       );
     return parsed;
-  }
-}
-
-function statusMessage(body: unknown): string {
-  const parsed: unknown = typeof body === 'string' ? safeJson(body) : body;
-  if (
-    parsed &&
-    typeof parsed === 'object' &&
-    'message' in parsed &&
-    typeof parsed.message === 'string'
-  ) {
-    return parsed.message;
-  }
-  return String(body).slice(0, 500);
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
   }
 }

@@ -13,6 +13,7 @@ import {
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
+import { describeKubeError } from './kube-errors.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /** events.k8s.io/v1 limits (k8s.io/kubernetes pkg/apis/core/validation/events.go). */
@@ -465,7 +466,7 @@ export class EventRecorder {
         reason: series.event.reason,
         failed: this.stats.failed,
       },
-      `could not ${operation} an event: ${describeError(error)}; dropped`,
+      `could not ${operation} an event: ${describeKubeError(error)}; dropped`,
     );
   }
 
@@ -644,35 +645,4 @@ class LogThrottle {
     this.last.set(kind, { at: now, suppressed: 0 });
     this.log.warn({ ...fields, suppressedSinceLast: entry?.suppressed ?? 0 }, message);
   }
-}
-
-function describeError(error: unknown): string {
-  if (error instanceof ApiException) {
-    const status = parseStatus(error.body);
-    return `HTTP ${error.code}${status.reason ? ` ${status.reason}` : ''}${status.message ? `: ${status.message}` : ''}`;
-  }
-  if (error instanceof Error) {
-    if (error.name === 'TimeoutError') return 'the request timed out';
-    if (error.name === 'AbortError') return 'the request was aborted (stop)';
-    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
-    return `${error.message}${cause}`;
-  }
-  return String(error);
-}
-
-function parseStatus(body: unknown): { reason?: string; message?: string } {
-  let value: unknown = body;
-  if (typeof body === 'string') {
-    try {
-      value = JSON.parse(body);
-    } catch {
-      return body ? { message: body.slice(0, 300) } : {};
-    }
-  }
-  if (typeof value !== 'object' || value === null) return {};
-  const { reason, message } = value as { reason?: unknown; message?: unknown };
-  return {
-    ...(typeof reason === 'string' ? { reason } : {}),
-    ...(typeof message === 'string' ? { message } : {}),
-  };
 }

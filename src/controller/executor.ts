@@ -1,4 +1,5 @@
 import type { JsonObject } from '../handlers/handler.ts';
+import { errorMessage } from '../handlers/messages.ts';
 import type { Logger } from '../log.ts';
 import type { AttemptResult } from './decide.ts';
 
@@ -213,13 +214,4 @@ export class Executor {
   }
 }
 
-export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  if (typeof error === 'string') return error;
-  try {
-    return JSON.stringify(error) ?? String(error);
-  } catch {
-    // Circular objects and BigInts: never let a handler's odd rejection value escape.
-    return Object.prototype.toString.call(error);
-  }
-}
+export { errorMessage };

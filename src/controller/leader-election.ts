@@ -13,6 +13,7 @@ import {
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
+import { describeKubeError } from './kube-errors.ts';
 
 /** controller-runtime's defaults (pkg/manager: LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s). */
 export const LEADER_ELECTION_DEFAULTS = {
@@ -379,7 +380,7 @@ export class LeaderElector {
       this.log.info('released the lease');
     } catch (error) {
       this.log.warn(
-        { error: describeError(error) },
+        { error: describeKubeError(error) },
         'could not release the lease; a successor takes over when it expires',
       );
     }
@@ -515,7 +516,7 @@ export class LeaderElector {
       status === 403
         ? ' (the identity needs get, create and update on leases.coordination.k8s.io in this namespace)'
         : '';
-    const message = `cannot ${attempt.operation} lease ${this.namespace}/${this.name}: ${describeError(attempt.error)}${hint}`;
+    const message = `cannot ${attempt.operation} lease ${this.namespace}/${this.name}: ${describeKubeError(attempt.error)}${hint}`;
     const now = performance.now();
     const repeat =
       this.lastError?.message === message && now - this.lastError.at < ERROR_LOG_INTERVAL_MS;
@@ -576,36 +577,4 @@ function withSignal(signal: AbortSignal): ConfigurationOptions {
 
 function statusOf(error: unknown): number | undefined {
   return error instanceof ApiException ? error.code : undefined;
-}
-
-/** A one-line reason: the HTTP status and the API server's message, or the network error. */
-function describeError(error: unknown): string {
-  if (error instanceof ApiException) {
-    const status = parseStatus(error.body);
-    const reason = status.reason ? ` ${status.reason}` : '';
-    return `HTTP ${error.code}${reason}${status.message ? `: ${status.message}` : ''}`;
-  }
-  if (error instanceof Error) {
-    if (error.name === 'TimeoutError') return 'the request timed out';
-    const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
-    return `${error.message}${cause}`;
-  }
-  return String(error);
-}
-
-function parseStatus(body: unknown): { reason?: string; message?: string } {
-  let value: unknown = body;
-  if (typeof body === 'string') {
-    try {
-      value = JSON.parse(body);
-    } catch {
-      return body ? { message: body.slice(0, 300) } : {};
-    }
-  }
-  if (typeof value !== 'object' || value === null) return {};
-  const { reason, message } = value as { reason?: unknown; message?: unknown };
-  return {
-    ...(typeof reason === 'string' ? { reason } : {}),
-    ...(typeof message === 'string' ? { message } : {}),
-  };
 }
