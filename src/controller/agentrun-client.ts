@@ -48,6 +48,8 @@ export class NotFoundError extends Error {
   }
 }
 
+const FAILED_PATCH_TEST = 'the server rejected our request due to an error in our request';
+
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 export class KubeAgentRunWriter implements AgentRunWriter {
@@ -64,7 +66,12 @@ export class KubeAgentRunWriter implements AgentRunWriter {
   ): Promise<AgentRun> {
     // JSON Patch "add /status" replaces the whole status in one write, so fields of an earlier
     // attempt (artifacts, nextRetryAt) cannot linger the way a merge patch would keep them.
-    const ops: object[] = [{ op: 'add', path: '/status', value: status }];
+    const ops: object[] = [
+      // Same name is not same run: a run deleted and re-created under its name must not receive
+      // the old one's outcome.
+      { op: 'test', path: '/metadata/uid', value: run.metadata.uid },
+      { op: 'add', path: '/status', value: status },
+    ];
     // The API server treats a resourceVersion in the patched object as a precondition.
     if (expectResourceVersion)
       ops.push({ op: 'replace', path: '/metadata/resourceVersion', value: expectResourceVersion });
@@ -122,6 +129,11 @@ export class KubeAgentRunWriter implements AgentRunWriter {
       if (error instanceof ApiException) {
         if (error.code === 409) throw new ConflictError(what);
         if (error.code === 404) throw new NotFoundError(what);
+        // A failed JSON Patch "test" of the uid (another object now has this name) comes back
+        // as a bare 422; schema violations name the field instead.
+        if (error.code === 422 && String(error.body).includes(FAILED_PATCH_TEST)) {
+          throw new NotFoundError(what);
+        }
         throw new Error(`${what} failed: ${describeKubeError(error)}`);
       }
       throw error;

@@ -1,0 +1,69 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  ConflictError,
+  KubeAgentRunWriter,
+  NotFoundError,
+} from '../../src/controller/agentrun-client.ts';
+import { runningStatus } from '../../src/controller/run-status.ts';
+import { AgentRuns } from '../support/agentruns.ts';
+import { installCrd } from '../support/crds.ts';
+import { controlPlane } from '../support/environment.ts';
+import { adminKubeConfig } from '../support/envtest/users.ts';
+import { createNamespace } from '../support/kube.ts';
+
+const plane = controlPlane();
+const kc = adminKubeConfig(plane);
+const writer = new KubeAgentRunWriter(kc);
+let runs: AgentRuns;
+
+beforeAll(async () => {
+  await installCrd(plane);
+  runs = new AgentRuns(kc, await createNamespace(kc, 'writer'));
+});
+
+describe('KubeAgentRunWriter', () => {
+  it('claims with a resourceVersion precondition: a stale claim is refused', async () => {
+    const run = await runs.create('claim', { agent: 'noop' });
+    const claimed = await writer.writeStatus(
+      run,
+      runningStatus(run, 1, {}, new Date()),
+      run.metadata.resourceVersion,
+    );
+    expect(claimed.status?.phase).toBe('Running');
+    // A second process deciding on the same (now stale) version must not claim again.
+    await expect(
+      writer.writeStatus(run, runningStatus(run, 1, {}, new Date()), run.metadata.resourceVersion),
+    ).rejects.toBeInstanceOf(ConflictError);
+  });
+
+  it("never writes one run's status onto another object of the same name", async () => {
+    const old = await runs.create('reused', { agent: 'noop' });
+    await runs.delete('reused');
+    await runs.waitForDeletion('reused');
+    const recreated = await runs.create('reused', { agent: 'noop' });
+    await expect(
+      writer.writeStatus(old, runningStatus(old, 1, {}, new Date())),
+    ).rejects.toBeInstanceOf(NotFoundError);
+    expect((await runs.get('reused'))?.status).toBeUndefined();
+    expect(recreated.metadata.uid).not.toBe(old.metadata.uid);
+  });
+
+  it('reports a deleted run as NotFound and ignores it on delete', async () => {
+    const run = await runs.create('gone', { agent: 'noop' });
+    await runs.delete('gone');
+    await runs.waitForDeletion('gone');
+    await expect(
+      writer.writeStatus(run, runningStatus(run, 1, {}, new Date())),
+    ).rejects.toBeInstanceOf(NotFoundError);
+    await expect(writer.delete(run)).resolves.toBeUndefined();
+  });
+
+  it('updates finalizers only on the version it read', async () => {
+    const run = await runs.create('fin', { agent: 'noop' });
+    const withFinalizer = await writer.setFinalizers(run, ['example.com/keep']);
+    expect(withFinalizer.metadata.finalizers).toEqual(['example.com/keep']);
+    await expect(writer.setFinalizers(run, [])).rejects.toBeInstanceOf(ConflictError);
+    const cleared = await writer.setFinalizers(withFinalizer, []);
+    expect(cleared.metadata.finalizers ?? []).toEqual([]);
+  });
+});
