@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import { type Config, loadConfig } from './config/config.ts';
 import { AgentRunController } from './controller/controller.ts';
+import type { ControllerMetrics } from './controller/controller-metrics.ts';
 import { EventRecorder } from './controller/event-recorder.ts';
 import { HealthServer } from './controller/health-server.ts';
 import { LeaderElector } from './controller/leader-election.ts';
@@ -27,6 +28,8 @@ export interface OperatorOptions {
   readonly events?: RunEvents;
   /** Told about every status write: the seams for the audit log and metrics. */
   readonly observers?: readonly RunObserver[];
+  /** Controller metrics; default none (src/metrics provides the Prometheus implementation). */
+  readonly metrics?: ControllerMetrics;
 }
 
 /** The operator lost its Lease: like controller-runtime, stop, and let the process restart. */
@@ -104,6 +107,7 @@ export class Operator {
       resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
       finalizerAfterMs: config.FINALIZER_AFTER_MS,
       ...(options.observers ? { observers: options.observers } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     this.#elector = config.LEADER_ELECT
       ? new LeaderElector({

@@ -3,6 +3,7 @@ import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/age
 import type { HandlerRegistry } from '../handlers/registry.ts';
 import type { Logger } from '../log.ts';
 import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
+import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import { Informer } from './informer.ts';
 import { objectKey } from './kube-object.ts';
 import { Reconciler, type RunEvents, type RunObserver } from './reconciler.ts';
@@ -22,6 +23,7 @@ export interface ControllerOptions {
   readonly finalizerAfterMs: number;
   readonly observers?: readonly RunObserver[];
   readonly queueMetrics?: WorkQueueMetrics;
+  readonly metrics?: ControllerMetrics;
 }
 
 /**
@@ -37,10 +39,13 @@ export class AgentRunController {
   readonly queue: WorkQueue;
   readonly reconciler: Reconciler;
   readonly #o: ControllerOptions;
+  readonly #metrics: ControllerMetrics;
   #workers: Promise<void>[] = [];
 
   constructor(options: ControllerOptions) {
     this.#o = options;
+    this.#metrics = options.metrics ?? noControllerMetrics;
+    this.#metrics.maxConcurrentReconciles(options.workers);
     const queue = new WorkQueue(options.queueMetrics ? { metrics: options.queueMetrics } : {});
     this.queue = queue;
     this.informer = new Informer<AgentRun>({
@@ -63,6 +68,7 @@ export class AgentRunController {
       retry: options.retry,
       finalizerAfterMs: options.finalizerAfterMs,
       enqueue: (key) => queue.add(key),
+      metrics: this.#metrics,
       ...(options.observers ? { observers: options.observers } : {}),
     });
     const enqueue = (run: AgentRun) => {
@@ -111,11 +117,18 @@ export class AgentRunController {
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
+      this.#metrics.activeWorkers(1);
+      const start = performance.now();
+      let result: 'success' | 'error' | 'requeue_after' = 'success';
       try {
-        const result = await this.reconciler.reconcile(key);
+        const outcome = await this.reconciler.reconcile(key);
         this.queue.forget(key);
-        if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
+        if (outcome.requeueAfterMs !== undefined) {
+          result = 'requeue_after';
+          this.queue.addAfter(key, outcome.requeueAfterMs);
+        }
       } catch (error) {
+        result = 'error';
         if (error instanceof ConflictError) {
           this.#o.logger.debug({ key }, error.message);
         } else {
@@ -124,6 +137,8 @@ export class AgentRunController {
         this.queue.addRateLimited(key);
       } finally {
         this.queue.done(key);
+        this.#metrics.reconcile(result, (performance.now() - start) / 1000);
+        this.#metrics.activeWorkers(-1);
       }
     }
   }

@@ -6,6 +6,8 @@ import type { AttemptResult } from './decide.ts';
 /** One attempt to execute: what the reconciler hands over after claiming it. */
 export interface Execution {
   readonly key: string;
+  /** The handler's name, for metrics. */
+  readonly agent: string;
   readonly uid: string;
   readonly attempt: number;
   readonly dryRun: boolean;

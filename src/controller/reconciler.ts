@@ -4,6 +4,7 @@ import { Reason } from '../api/reasons.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
 import type { Logger } from '../log.ts';
 import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-client.ts';
+import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import {
   type Action,
   type AttemptResult,
@@ -13,7 +14,7 @@ import {
   statusAfterAttempt,
 } from './decide.ts';
 import { type Execution, Executor } from './executor.ts';
-import { deadline, progress, runningStatus, terminalStatus } from './run-status.ts';
+import { deadline, isTerminal, progress, runningStatus, terminalStatus } from './run-status.ts';
 
 /** Read access to the informer's cache. */
 export interface RunStore {
@@ -46,6 +47,7 @@ export interface ReconcilerOptions {
   /** Puts a key back on the work queue (after an execution ends or a slot frees). */
   readonly enqueue: (key: string) => void;
   readonly observers?: readonly RunObserver[];
+  readonly metrics?: ControllerMetrics;
   readonly now?: () => Date;
 }
 
@@ -63,6 +65,7 @@ export class Reconciler {
   readonly executor: Executor;
   readonly #o: ReconcilerOptions;
   readonly #now: () => Date;
+  readonly #metrics: ControllerMetrics;
   /** uid -> the run as this process last wrote it (confirmed by the API server). */
   readonly #written = new Map<string, AgentRun>();
   /** uid -> a status the controller must still write (the first try failed). */
@@ -79,10 +82,18 @@ export class Reconciler {
   constructor(options: ReconcilerOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
+    this.#metrics = options.metrics ?? noControllerMetrics;
+    const metrics = this.#metrics;
     this.executor = new Executor({
       maxConcurrent: options.maxConcurrentRuns,
-      onFinished: (execution, result) => this.#finished(execution, result),
-      onCapacity: (key) => options.enqueue(key),
+      onFinished: (execution, result) => {
+        metrics.inFlight(execution.agent, -1);
+        this.#finished(execution, result);
+      },
+      onCapacity: (key) => {
+        metrics.queued(this.executor.waiting);
+        options.enqueue(key);
+      },
       onLongRunning: (execution) => this.#protect(execution),
       longRunningAfterMs: options.finalizerAfterMs,
     });
@@ -180,7 +191,9 @@ export class Reconciler {
       });
     }
     // Take the slot before the first await, so concurrent reconciles cannot overbook.
-    if (!this.executor.reserve(key)) return {};
+    const reserved = this.executor.reserve(key);
+    this.#metrics.queued(this.executor.waiting);
+    if (!reserved) return {};
     let claimed: AgentRun;
     try {
       // The claim carries the resourceVersion we decided on: if another process (a previous
@@ -196,8 +209,10 @@ export class Reconciler {
       throw error;
     }
     const logger = this.#log(claimed, { attempt });
+    this.#metrics.inFlight(claimed.spec.agent, 1);
     this.executor.start({
       key,
+      agent: claimed.spec.agent,
       uid: claimed.metadata.uid,
       attempt,
       dryRun: claimed.spec.dryRun,
@@ -291,6 +306,12 @@ export class Reconciler {
       if (this.#o.logger.isLevelEnabled('debug')) {
         this.#log(run).debug({ phase: run.status?.phase, reason: now.reason }, now.message);
       }
+    }
+    if (isTerminal(run.status) && !isTerminal(previous)) {
+      const phase = run.status?.phase;
+      const status =
+        phase === 'Succeeded' ? 'succeeded' : phase === 'Canceled' ? 'canceled' : 'failed';
+      this.#metrics.runFinished(run.spec.agent, status, run.status?.durationMs ?? 0);
     }
     for (const observer of this.#o.observers ?? []) observer.statusWritten(run, previous);
   }

@@ -71,6 +71,7 @@ function execution(
 ): Execution {
   return {
     key: `ns/${uid}`,
+    agent: 'noop',
     uid,
     attempt: 1,
     dryRun: false,
@@ -477,6 +478,7 @@ describe('Executor: a simulated reconciler never overbooks and never strands a k
           const ms = 1 + Math.floor(random() * 50);
           executor.start({
             key,
+            agent: 'noop',
             uid: `${key}-uid`,
             attempt: 1,
             dryRun: false,
