@@ -68,6 +68,32 @@ export const configSchema = z.object({
   RESYNC_PERIOD_SECONDS: int(0, 86_400).default(600),
   /** Handlers that run this long get the finalizer that makes deletion wait for them. */
   FINALIZER_AFTER_MS: int(0, 3_600_000).default(1_000),
+
+  /** The durable audit log in PostgreSQL (the seed's toggle). Off: no connection, no finalizer. */
+  APPLYLENS_AGENT_AUDIT_ENABLED: bool.default(true),
+  /** postgres://user:password@host:5432/db; required while auditing is on. Never logged. */
+  DATABASE_URL: z.string().default(''),
+  /** Apply pending migrations at start-up (under an advisory lock, so replicas do not race). */
+  AUDIT_MIGRATE: bool.default(true),
+  /** Rows older than this are deleted, in small batches, by the leader; 0 keeps them forever. */
+  AUDIT_RETENTION_DAYS: int(0, 36_500).default(90),
+  /** How long a finished run's status write waits for its audit row, while PostgreSQL is healthy. */
+  AUDIT_SYNC_WAIT_MS: int(0, 60_000).default(250),
+  /**
+   * How long the finalizer keeps a finished run whose audit row cannot be written; then it is
+   * released, with a Warning Event and agent_audit_lost_total, so a dead database cannot pin
+   * resources forever.
+   */
+  AUDIT_FINALIZER_DEADLINE_SECONDS: int(0, 30 * 86_400).default(3_600),
+
+  /** The seed's metrics toggle: off turns the /metrics endpoint off and recording into no-ops. */
+  APPLYLENS_AGENT_METRICS_ENABLED: bool.default(true),
+  /** /metrics; "0" turns the endpoint off. */
+  METRICS_BIND_ADDRESS: bindAddress.prefault(':8080'),
+  /** HTTPS with TokenReview + SubjectAccessReview, like controller-runtime's secure serving. */
+  METRICS_SECURE: bool.default(false),
+  /** tls.crt and tls.key for secure metrics; empty: a self-signed certificate. */
+  METRICS_CERT_DIR: z.string().default(''),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
@@ -91,6 +117,15 @@ export function flagsToEnv(argv: readonly string[]): Record<string, string> {
     }
   }
   return out;
+}
+
+/** The operator needs a database while auditing is on (checked when the operator is built). */
+export function requireDatabase(config: Config): void {
+  if (config.APPLYLENS_AGENT_AUDIT_ENABLED && !config.DATABASE_URL) {
+    throw new ConfigError([
+      'DATABASE_URL is required while APPLYLENS_AGENT_AUDIT_ENABLED is true (or set it to false to run without the audit log)',
+    ]);
+  }
 }
 
 export class ConfigError extends Error {
@@ -132,6 +167,9 @@ export function loadConfig(
     );
   }
   const config = result.data;
+  if (config.DATABASE_URL && !/^postgres(ql)?:\/\//.test(config.DATABASE_URL)) {
+    throw new ConfigError(['DATABASE_URL must be a postgres:// or postgresql:// URL']);
+  }
   if (config.RENEW_DEADLINE_SECONDS >= config.LEASE_DURATION_SECONDS) {
     throw new ConfigError([
       'RENEW_DEADLINE_SECONDS must be shorter than LEASE_DURATION_SECONDS, or two leaders could overlap',

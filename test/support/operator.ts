@@ -34,6 +34,9 @@ export async function startOperator(options: TestOperatorOptions): Promise<Opera
     SHUTDOWN_GRACE_SECONDS: '2',
     FINALIZER_AFTER_MS: '200',
     LOG_LEVEL: 'silent',
+    // Tests that need them turn these on (with their own database / port).
+    APPLYLENS_AGENT_AUDIT_ENABLED: 'false',
+    METRICS_BIND_ADDRESS: '0',
     ...options.env,
   });
   const operator = await createOperator({

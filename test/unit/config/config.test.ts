@@ -26,6 +26,16 @@ const DEFAULTS = {
   RETRY_BACKOFF_MAX_MS: 360_000,
   RESYNC_PERIOD_SECONDS: 600,
   FINALIZER_AFTER_MS: 1_000,
+  APPLYLENS_AGENT_AUDIT_ENABLED: true,
+  DATABASE_URL: '',
+  AUDIT_MIGRATE: true,
+  AUDIT_RETENTION_DAYS: 90,
+  AUDIT_SYNC_WAIT_MS: 250,
+  AUDIT_FINALIZER_DEADLINE_SECONDS: 3_600,
+  APPLYLENS_AGENT_METRICS_ENABLED: true,
+  METRICS_BIND_ADDRESS: { host: undefined, port: 8080 },
+  METRICS_SECURE: false,
+  METRICS_CERT_DIR: '',
 } as const;
 
 /** The ConfigError thrown by `fn`; fails the test if it returns or throws something else. */
@@ -463,8 +473,13 @@ describe('ConfigError', () => {
       { name: 'a bind address', env: { HEALTH_PROBE_BIND_ADDRESS: SECRET }, argv: [] },
       { name: 'a log level', env: { LOG_LEVEL: SECRET }, argv: [] },
       { name: 'an integer flag', env: {}, argv: [`--reconcile-workers=${SECRET}`] },
-      { name: 'an unknown flag', env: {}, argv: [`--database-url=${SECRET}`] },
-      { name: 'an unknown flag with a separate value', env: {}, argv: ['--database-url', SECRET] },
+      { name: 'an unknown flag', env: {}, argv: [`--db-url=${SECRET}`] },
+      {
+        name: 'a DATABASE_URL of the wrong scheme',
+        env: { DATABASE_URL: SECRET.replace('postgres:', 'mysql:') },
+        argv: [],
+      },
+      { name: 'an unknown flag with a separate value', env: {}, argv: ['--db-url', SECRET] },
     ];
   for (const { name, env, argv } of secretCases) {
     it(`never echoes the invalid value of ${name}`, () => {
