@@ -13,6 +13,8 @@ import type { Handler } from './handlers/handler.ts';
 import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
 import { createLogger, type Logger } from './log.ts';
+import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
+import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 
 export interface OperatorOptions {
   /** Your own handlers, registered next to the built-ins (noop, http.check, configured webhooks). */
@@ -48,8 +50,6 @@ export class LeadershipLostError extends Error {
 export async function createOperator(options: OperatorOptions = {}): Promise<Operator> {
   const config = options.config ?? loadConfig();
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
-  // Every client of the operator shares one connection pool (see PooledKubeConfig).
-  const kubeConfig = PooledKubeConfig.from(options.kubeConfig ?? defaultKubeConfig(config));
   const registry = new HandlerRegistry();
   if (options.includeBuiltins !== false) {
     const handlersConfig = config.HANDLERS_CONFIG
@@ -58,7 +58,19 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     for (const handler of builtinHandlers(handlersConfig)) registry.register(handler);
   }
   for (const handler of options.handlers ?? []) registry.register(handler);
-  return new Operator(config, logger, kubeConfig, registry, options);
+  const metrics = createMetrics({
+    controller: 'agentrun',
+    agents: registry.names(),
+    enabled: config.APPLYLENS_AGENT_METRICS_ENABLED,
+    ...(config.LEADER_ELECT ? { leaderElectionName: config.LEADER_ELECTION_ID } : {}),
+  });
+  // Every client of the operator shares one connection pool (see PooledKubeConfig), which also
+  // counts requests for rest_client_requests_total.
+  const kubeConfig = PooledKubeConfig.from(
+    options.kubeConfig ?? defaultKubeConfig(config),
+    metrics.restClient,
+  );
+  return new Operator(config, logger, kubeConfig, registry, metrics, options);
 }
 
 export class Operator {
@@ -66,11 +78,13 @@ export class Operator {
   readonly logger: Logger;
   readonly registry: HandlerRegistry;
   readonly controller: AgentRunController;
+  readonly metrics: OperatorMetrics;
   readonly done: Promise<void>;
   readonly #kubeConfig: PooledKubeConfig;
   readonly #elector: LeaderElector | undefined;
   #recorder: EventRecorder | undefined;
   #health: HealthServer | undefined;
+  #metricsServer: MetricsServer | undefined;
   #stopping: Promise<void> | undefined;
   #finish: (error?: Error) => void = () => {};
 
@@ -79,10 +93,12 @@ export class Operator {
     logger: Logger,
     kubeConfig: PooledKubeConfig,
     registry: HandlerRegistry,
+    metrics: OperatorMetrics,
     options: OperatorOptions,
   ) {
     this.config = config;
     this.#kubeConfig = kubeConfig;
+    this.metrics = metrics;
     this.logger = logger;
     this.registry = registry;
     this.done = new Promise<void>((resolve, reject) => {
@@ -107,8 +123,10 @@ export class Operator {
       resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
       finalizerAfterMs: config.FINALIZER_AFTER_MS,
       ...(options.observers ? { observers: options.observers } : {}),
-      ...(options.metrics ? { metrics: options.metrics } : {}),
+      metrics: options.metrics ?? metrics.controller,
+      queueMetrics: metrics.workqueue,
     });
+    metrics.attachQueue(this.controller.queue);
     this.#elector = config.LEADER_ELECT
       ? new LeaderElector({
           kubeConfig,
@@ -119,6 +137,7 @@ export class Operator {
           renewDeadlineMs: config.RENEW_DEADLINE_SECONDS * 1000,
           retryPeriodMs: config.RETRY_PERIOD_SECONDS * 1000,
           logger: logger.child({ component: 'leader-election' }),
+          metrics: metrics.leaderElection,
           onStartedLeading: () => {
             logger.info('became leader; starting workers');
             this.controller.startWorkers();
@@ -141,6 +160,15 @@ export class Operator {
         address,
       );
     }
+    this.#metricsServer = await serveMetrics({
+      registry: this.metrics.registry,
+      enabled: this.metrics.enabled,
+      address: this.config.METRICS_BIND_ADDRESS,
+      secure: this.config.METRICS_SECURE,
+      certDir: this.config.METRICS_CERT_DIR,
+      kubeConfig: this.#kubeConfig,
+      logger: this.logger,
+    });
     this.logger.info(
       {
         agents: this.registry.names(),
@@ -167,6 +195,10 @@ export class Operator {
     return this.#health?.port;
   }
 
+  get metricsPort(): number | undefined {
+    return this.#metricsServer?.port;
+  }
+
   get isLeader(): boolean {
     return this.#elector ? this.#elector.isLeader() : this.#stopping === undefined;
   }
@@ -184,6 +216,7 @@ export class Operator {
         await this.#recorder?.stop();
         await this.#elector?.stop();
         await this.#health?.close();
+        await this.#metricsServer?.close();
         await this.#kubeConfig.close();
       } finally {
         this.logger.info('stopped');

@@ -1,6 +1,19 @@
 import { KubeConfig, type RequestContext } from '@kubernetes/client-node';
+import {
+  countResponses,
+  type DispatchInterceptor,
+  type OnResponse,
+} from '../metrics/rest-client-metrics.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+export interface PooledKubeConfigOptions {
+  /**
+   * Told the outcome of every request made through the pooled connections (method, HTTP status
+   * or 0 when no response came, host:port), e.g. for rest_client_requests_total; default none.
+   */
+  readonly onResponse?: OnResponse | undefined;
+}
 
 /**
  * A KubeConfig whose API calls share one connection pool per cluster and user.
@@ -13,11 +26,20 @@ type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
  */
 export class PooledKubeConfig extends KubeConfig {
   readonly #dispatchers = new Map<string, Dispatcher>();
+  readonly #interceptor: DispatchInterceptor | undefined;
 
-  /** A pooled copy of `kc` (clusters, users, contexts and the current context). */
-  static from(kc: KubeConfig): PooledKubeConfig {
-    if (kc instanceof PooledKubeConfig) return kc;
-    const pooled = new PooledKubeConfig();
+  constructor(options: PooledKubeConfigOptions = {}) {
+    super();
+    this.#interceptor = options.onResponse ? countResponses(options.onResponse) : undefined;
+  }
+
+  /**
+   * A pooled copy of `kc` (clusters, users, contexts and the current context); `kc` itself if it
+   * is pooled already and no `onResponse` is asked for.
+   */
+  static from(kc: KubeConfig, options: PooledKubeConfigOptions = {}): PooledKubeConfig {
+    if (kc instanceof PooledKubeConfig && !options.onResponse) return kc;
+    const pooled = new PooledKubeConfig(options);
     pooled.loadFromOptions({
       clusters: kc.clusters,
       users: kc.users,
@@ -38,7 +60,9 @@ export class PooledKubeConfig extends KubeConfig {
       // Never used: it has no connections to close, so this is cheap.
       void fresh.close();
     } else {
-      this.#dispatchers.set(key, fresh);
+      const dispatcher = this.#interceptor ? fresh.compose(this.#interceptor) : fresh;
+      this.#dispatchers.set(key, dispatcher);
+      context.setDispatcher(dispatcher);
     }
   }
 

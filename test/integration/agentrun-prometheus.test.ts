@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentRuns } from '../support/agentruns.ts';
+import { installCrd } from '../support/crds.ts';
+import { controlPlane } from '../support/environment.ts';
+import { adminKubeConfig } from '../support/envtest/users.ts';
+import { createNamespace } from '../support/kube.ts';
+import { startOperator } from '../support/operator.ts';
+import { freePort } from '../support/ports.ts';
+import { waitFor } from '../support/wait.ts';
+
+const plane = controlPlane();
+const kc = adminKubeConfig(plane);
+let prometheus: ChildProcess | undefined;
+let dir = '';
+let promPort = 0;
+
+type Sample = { metric: Record<string, string>; value: [number, string] };
+
+/** An instant query through Prometheus's HTTP API. */
+async function query(expr: string): Promise<Sample[]> {
+  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
+  const body = (await (await fetch(url)).json()) as { status: string; data: { result: Sample[] } };
+  if (body.status !== 'success') throw new Error(`query failed: ${expr}`);
+  return body.data.result;
+}
+
+async function scalar(expr: string): Promise<number | undefined> {
+  const [first] = await query(expr);
+  return first ? Number(first.value[1]) : undefined;
+}
+
+beforeAll(async () => {
+  await installCrd(plane);
+});
+
+afterAll(async () => {
+  prometheus?.kill('SIGTERM');
+  await new Promise((done) =>
+    prometheus && prometheus.exitCode === null ? prometheus.once('exit', done) : done(null),
+  );
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a real Prometheus scraping the operator', () => {
+  it('answers the seed PromQL (success rate, p95, failure spike) from a mix of runs', async () => {
+    const namespace = await createNamespace(kc, 'prom');
+    const metricsPort = await freePort();
+    const operator = await startOperator({
+      kubeConfig: kc,
+      namespace,
+      env: { METRICS_BIND_ADDRESS: `127.0.0.1:${metricsPort}` },
+    });
+    expect(operator.metricsPort).toBe(metricsPort);
+
+    dir = mkdtempSync(join(tmpdir(), 'agentrun-prometheus-'));
+    promPort = await freePort();
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        'scrape_configs:',
+        '  - job_name: agentrun-operator-metrics',
+        `    static_configs: [{ targets: ["127.0.0.1:${metricsPort}"] }]`,
+      ].join('\n'),
+    );
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+        '--log.level=warn',
+      ],
+      { stdio: 'ignore' },
+    );
+    // Series exist at 0 before any run (pre-initialised), so rates see every increase.
+    await waitFor(
+      'the first scrape',
+      async () => ((await scalar('up{job="agentrun-operator-metrics"}')) === 1 ? true : undefined),
+      {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+      },
+    );
+    await waitFor('a pre-initialised agent_runs_total series', async () =>
+      (await scalar('agent_runs_total{agent="noop",status="failed"}')) === 0 ? true : undefined,
+    );
+
+    const runs = new AgentRuns(kc, namespace);
+    await Promise.all([
+      ...['s1', 's2', 's3'].map((name) => runs.create(name, { agent: 'noop' })),
+      ...['f1', 'f2'].map((name) => runs.create(name, { agent: 'noop', params: { fail: 'no' } })),
+      runs.create('c1', { agent: 'noop', params: { delayMs: 60_000 } }),
+    ]);
+    await runs.waitForPhase('c1', 'Running');
+    await runs.cancel('c1');
+    for (const name of ['s1', 's2', 's3']) await runs.waitForPhase(name, 'Succeeded');
+    for (const name of ['f1', 'f2']) await runs.waitForPhase(name, 'Failed');
+    await runs.waitForPhase('c1', 'Canceled');
+
+    await waitFor('Prometheus to see all six runs', async () =>
+      (await scalar('sum(agent_runs_total)')) === 6 ? true : undefined,
+    );
+    expect(await scalar('agent_runs_total{agent="noop",status="succeeded"}')).toBe(3);
+    expect(await scalar('agent_runs_total{agent="noop",status="failed"}')).toBe(2);
+    expect(await scalar('agent_runs_total{agent="noop",status="canceled"}')).toBe(1);
+
+    // The seed's success rate by agent, once rate() has two samples after the runs.
+    await waitFor('rates over the runs', async () =>
+      ((await scalar('sum(rate(agent_runs_total[5m]))')) ?? 0) > 0 ? true : undefined,
+    );
+    const successRate = await scalar(
+      'sum by (agent) (rate(agent_runs_total{agent="noop",status="succeeded"}[5m])) / sum by (agent) (rate(agent_runs_total{agent="noop"}[5m]))',
+    );
+    expect(successRate).toBeCloseTo(0.5, 6);
+    // The seed's p95 latency: a noop run takes milliseconds; the canceled one ran a little longer.
+    const p95 = await scalar(
+      'histogram_quantile(0.95, sum by (le) (rate(agent_run_latency_ms_bucket[5m])))',
+    );
+    expect(p95).toBeGreaterThan(0);
+    expect(p95).toBeLessThanOrEqual(30_000);
+    // The seed's failure spike: 2 failures in the last hour are not more than 10.
+    expect(await query('increase(agent_runs_total{status="failed"}[1h]) > 10')).toEqual([]);
+    expect(await scalar('sum(increase(agent_runs_total{status="failed"}[1h]))')).toBeGreaterThan(0);
+    // Controller metrics with controller-runtime's names are there as well.
+    expect(
+      await scalar('sum(controller_runtime_reconcile_total{controller="agentrun"})'),
+    ).toBeGreaterThan(0);
+    expect(await scalar('sum(rest_client_requests_total)')).toBeGreaterThan(0);
+  });
+});
