@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
-import { type Config, loadConfig } from './config/config.ts';
+import { AgentAuditor } from './audit/auditor.ts';
+import { migrate } from './audit/migrate.ts';
+import { RetentionJob } from './audit/retention.ts';
+import { type Config, loadConfig, requireDatabase } from './config/config.ts';
 import { AgentRunController } from './controller/controller.ts';
 import type { ControllerMetrics } from './controller/controller-metrics.ts';
 import { EventRecorder } from './controller/event-recorder.ts';
@@ -70,7 +73,29 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     options.kubeConfig ?? defaultKubeConfig(config),
     metrics.restClient,
   );
-  return new Operator(config, logger, kubeConfig, registry, metrics, options);
+  requireDatabase(config);
+  let auditor: AgentAuditor | undefined;
+  if (config.APPLYLENS_AGENT_AUDIT_ENABLED) {
+    // Connects lazily: an unreachable database queues rows; it never stops the operator.
+    auditor = AgentAuditor.connect(config.DATABASE_URL, {
+      logger: logger.child({ component: 'audit' }),
+      metrics: metrics.audit,
+    });
+    if (config.AUDIT_MIGRATE) {
+      try {
+        // Under an advisory lock, so replicas starting together do not race.
+        await migrate(auditor.pool, 'up', logger);
+      } catch (error) {
+        // A database that is down at start-up must not keep runs from running: rows queue
+        // until it is back (and the schema exists).
+        logger.error(
+          { err: error },
+          'audit migrations failed; audit rows will queue until the database is ready',
+        );
+      }
+    }
+  }
+  return new Operator(config, logger, kubeConfig, registry, metrics, options, auditor);
 }
 
 export class Operator {
@@ -85,6 +110,8 @@ export class Operator {
   #recorder: EventRecorder | undefined;
   #health: HealthServer | undefined;
   #metricsServer: MetricsServer | undefined;
+  readonly auditor: AgentAuditor | undefined;
+  readonly #retention: RetentionJob | undefined;
   #stopping: Promise<void> | undefined;
   #finish: (error?: Error) => void = () => {};
 
@@ -95,10 +122,20 @@ export class Operator {
     registry: HandlerRegistry,
     metrics: OperatorMetrics,
     options: OperatorOptions,
+    auditor?: AgentAuditor,
   ) {
     this.config = config;
     this.#kubeConfig = kubeConfig;
     this.metrics = metrics;
+    this.auditor = auditor;
+    this.#retention =
+      auditor && config.AUDIT_RETENTION_DAYS > 0
+        ? new RetentionJob({
+            store: auditor.store,
+            retentionDays: config.AUDIT_RETENTION_DAYS,
+            logger: logger.child({ component: 'audit-retention' }),
+          })
+        : undefined;
     this.logger = logger;
     this.registry = registry;
     this.done = new Promise<void>((resolve, reject) => {
@@ -125,6 +162,16 @@ export class Operator {
       ...(options.observers ? { observers: options.observers } : {}),
       metrics: options.metrics ?? metrics.controller,
       queueMetrics: metrics.workqueue,
+      ...(auditor
+        ? {
+            audit: {
+              sink: auditor,
+              syncWaitMs: config.AUDIT_SYNC_WAIT_MS,
+              deadlineMs: config.AUDIT_FINALIZER_DEADLINE_SECONDS * 1000,
+              onLost: () => metrics.audit.lost(),
+            },
+          }
+        : {}),
     });
     metrics.attachQueue(this.controller.queue);
     this.#elector = config.LEADER_ELECT
@@ -140,7 +187,7 @@ export class Operator {
           metrics: metrics.leaderElection,
           onStartedLeading: () => {
             logger.info('became leader; starting workers');
-            this.controller.startWorkers();
+            this.#lead();
           },
           onStoppedLeading: () => {
             if (this.#stopping) return;
@@ -182,8 +229,14 @@ export class Operator {
     if (this.#elector) {
       void this.#elector.run();
     } else {
-      this.controller.startWorkers();
+      this.#lead();
     }
+  }
+
+  /** The leader's work: reconcile, and prune old audit rows (one replica is enough). */
+  #lead(): void {
+    this.controller.startWorkers();
+    this.#retention?.start();
   }
 
   /** /readyz: the cache has synced (a follower is ready too: it is waiting for the Lease). */
@@ -212,6 +265,10 @@ export class Operator {
     this.#stopping ??= (async () => {
       try {
         await this.controller.stop(graceMs);
+        this.#retention?.stop();
+        // Rows still queued get a few seconds; any left are re-audited from the runs' status by
+        // the next leader (their finalizer keeps them).
+        await this.auditor?.close(5_000);
         await this.#recorder?.flush(2_000);
         await this.#recorder?.stop();
         await this.#elector?.stop();

@@ -46,6 +46,8 @@ export const ConditionType = {
   Ready: 'Ready',
   Reconciling: 'Reconciling',
   Stalled: 'Stalled',
+  /** True once the run's terminal row is committed to the audit log (absent when auditing is off). */
+  Audited: 'Audited',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 

@@ -29,3 +29,14 @@ export function terminalPhase(reason: TerminalReason): Phase {
   if (reason === Reason.Canceled) return 'Canceled';
   return 'Failed';
 }
+
+/** Reasons of the `Audited` condition. */
+export const AuditReason = {
+  /** True: the terminal row is committed. */
+  Recorded: 'Recorded',
+  /** False: the row is queued (PostgreSQL is slow or down); a finalizer keeps the run meanwhile. */
+  Pending: 'Pending',
+  /** False: AUDIT_FINALIZER_DEADLINE_SECONDS passed without the row landing; the run was let go. */
+  Abandoned: 'Abandoned',
+} as const;
+export type AuditReason = (typeof AuditReason)[keyof typeof AuditReason];

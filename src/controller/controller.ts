@@ -6,7 +6,7 @@ import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import { Informer } from './informer.ts';
 import { objectKey } from './kube-object.ts';
-import { Reconciler, type RunEvents, type RunObserver } from './reconciler.ts';
+import { Reconciler, type RunAudit, type RunEvents, type RunObserver } from './reconciler.ts';
 import { WorkQueue, type WorkQueueMetrics } from './workqueue.ts';
 
 export interface ControllerOptions {
@@ -24,6 +24,8 @@ export interface ControllerOptions {
   readonly observers?: readonly RunObserver[];
   readonly queueMetrics?: WorkQueueMetrics;
   readonly metrics?: ControllerMetrics;
+  /** The audit log; absent when auditing is off. */
+  readonly audit?: RunAudit;
 }
 
 /**
@@ -69,6 +71,7 @@ export class AgentRunController {
       finalizerAfterMs: options.finalizerAfterMs,
       enqueue: (key) => queue.add(key),
       metrics: this.#metrics,
+      ...(options.audit ? { audit: options.audit } : {}),
       ...(options.observers ? { observers: options.observers } : {}),
     });
     const enqueue = (run: AgentRun) => {

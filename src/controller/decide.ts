@@ -1,8 +1,9 @@
 import type { AgentRun, AgentRunStatus } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
-import { Reason, type TerminalReason } from '../api/reasons.ts';
+import { AuditReason, Reason, type TerminalReason } from '../api/reasons.ts';
 import {
   deadline,
+  isAudited,
   isTerminal,
   type JsonObject,
   maxAttempts,
@@ -28,7 +29,25 @@ export type Action =
   /** The run is over and nothing is pending: let a deletion proceed. */
   | { readonly type: 'releaseFinalizer' }
   /** ttlSecondsAfterFinished has passed. */
-  | { readonly type: 'delete' };
+  | { readonly type: 'delete' }
+  /** Queue the run's terminal audit row (again: after a restart, or when the queue was full). */
+  | { readonly type: 'audit' }
+  /** The terminal row is committed: set Audited=True. */
+  | { readonly type: 'markAudited' }
+  /** The row is still pending: hold the finalizer so deletion waits for it. */
+  | { readonly type: 'protect' }
+  /** The row did not land within the deadline: record the loss and let the run go. */
+  | { readonly type: 'abandonAudit' };
+
+/** What this process knows about a run's terminal audit row; absent when auditing is off. */
+export interface AuditView {
+  /** This process saw the terminal row committed. */
+  readonly committed: boolean;
+  /** A row for the run is queued here and not committed yet. */
+  readonly pending: boolean;
+  /** How long after finishedAt the finalizer may wait for the row (AUDIT_FINALIZER_DEADLINE). */
+  readonly deadlineMs: number;
+}
 
 export interface DecideInput {
   /** The newest known state of the run. */
@@ -36,13 +55,15 @@ export interface DecideInput {
   /** Whether this process is executing an attempt of this run right now. */
   readonly executing: boolean;
   readonly now: Date;
+  /** The audit log's view of the run; undefined when auditing is off. */
+  readonly audit?: AuditView | undefined;
 }
 
 /**
  * The controller's whole policy, as a pure function of the run, what this process is doing and
  * the clock. Level-based: it never asks which event happened, so replays and resyncs are safe.
  */
-export function decide({ run, executing, now }: DecideInput): Action {
+export function decide({ run, executing, now, audit }: DecideInput): Action {
   const { spec, metadata, status } = run;
   const deleting = metadata.deletionTimestamp !== undefined;
   const holdsFinalizer = metadata.finalizers?.includes(FINALIZER) ?? false;
@@ -50,6 +71,19 @@ export function decide({ run, executing, now }: DecideInput): Action {
   if (isTerminal(status)) {
     // Its outcome is still being written: act on the run once that is done.
     if (executing) return { type: 'none' };
+    if (audit && !isAudited(status)) {
+      if (audit.committed) return { type: 'markAudited' };
+      const abandoned =
+        findCondition(status?.conditions, ConditionType.Audited)?.reason === AuditReason.Abandoned;
+      if (!abandoned) {
+        if (!audit.pending) return { type: 'audit' };
+        const giveUpAt = Date.parse(status?.finishedAt ?? '') + audit.deadlineMs;
+        if (!(giveUpAt > now.getTime())) return { type: 'abandonAudit' };
+        if (!holdsFinalizer && !deleting) return { type: 'protect' };
+        // Neither released nor deleted (TTL) until the row lands or the deadline passes.
+        return { type: 'requeue', afterMs: giveUpAt - now.getTime() };
+      }
+    }
     if (holdsFinalizer) return { type: 'releaseFinalizer' };
     if (deleting || spec.ttlSecondsAfterFinished === undefined || !status?.finishedAt) {
       return { type: 'none' };

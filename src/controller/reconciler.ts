@@ -1,9 +1,11 @@
 import { type AgentRun, type AgentRunStatus, PARAMS_MAX_BYTES } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
-import { Reason } from '../api/reasons.ts';
+import { AuditReason, Reason } from '../api/reasons.ts';
+import type { AuditRecord } from '../audit/audit-record.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
 import type { Logger } from '../log.ts';
 import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-client.ts';
+import { auditRecord } from './audit-records.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import {
   type Action,
@@ -14,7 +16,15 @@ import {
   statusAfterAttempt,
 } from './decide.ts';
 import { type Execution, Executor } from './executor.ts';
-import { deadline, isTerminal, progress, runningStatus, terminalStatus } from './run-status.ts';
+import {
+  deadline,
+  isAudited,
+  isTerminal,
+  progress,
+  runningStatus,
+  terminalStatus,
+  withAudited,
+} from './run-status.ts';
 
 /** Read access to the informer's cache. */
 export interface RunStore {
@@ -48,7 +58,24 @@ export interface ReconcilerOptions {
   readonly enqueue: (key: string) => void;
   readonly observers?: readonly RunObserver[];
   readonly metrics?: ControllerMetrics;
+  /** The audit log; absent when APPLYLENS_AGENT_AUDIT_ENABLED is false. */
+  readonly audit?: RunAudit;
   readonly now?: () => Date;
+}
+
+/** Where audit rows go (src/audit's AuditWriter), and how long runs wait for them. */
+export interface RunAudit {
+  readonly sink: {
+    /** Resolves true once the row is committed, false if it was not accepted; never rejects. */
+    write(record: AuditRecord): Promise<boolean>;
+    isPending(runId: string): boolean;
+  };
+  /** How long a terminal status write waits for its row while the database is healthy. */
+  readonly syncWaitMs: number;
+  /** How long after finishedAt the finalizer waits for a pending row. */
+  readonly deadlineMs: number;
+  /** A row was given up after the deadline (agent_audit_lost_total). */
+  readonly onLost?: () => void;
 }
 
 export type ReconcileResult = { readonly requeueAfterMs?: number };
@@ -78,6 +105,14 @@ export class Reconciler {
    * attempt.
    */
   readonly #finishing = new Set<string>();
+  /** uid -> the run as claimed, so an outcome can be audited even if the object is gone. */
+  readonly #claimed = new Map<string, AgentRun>();
+  /** uids whose terminal audit row this process saw committed. */
+  readonly #auditCommitted = new Set<string>();
+  /** uids whose status was written with Audited=False: look again when the row lands. */
+  readonly #auditAwaited = new Set<string>();
+  /** False after a row missed syncWaitMs; terminal writes then stop waiting until one commits. */
+  #auditHealthy = true;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -113,7 +148,21 @@ export class Reconciler {
       if (pending) run = await this.#write(run, pending);
       const uid = run.metadata.uid;
       const executing = this.executor.isExecuting(uid) || this.#finishing.has(uid);
-      const action = decide({ run, executing, now: this.#now() });
+      const audit = this.#o.audit;
+      if (audit && isAudited(run.status)) {
+        this.#auditCommitted.delete(uid);
+        this.#auditAwaited.delete(uid);
+      }
+      const action = decide({
+        run,
+        executing,
+        now: this.#now(),
+        audit: audit && {
+          committed: this.#auditCommitted.has(uid),
+          pending: audit.sink.isPending(uid),
+          deadlineMs: audit.deadlineMs,
+        },
+      });
       return await this.#act(key, run, action);
     } finally {
       this.executor.reconciled(key);
@@ -124,6 +173,8 @@ export class Reconciler {
   forget(uid: string): void {
     this.#written.delete(uid);
     this.#unwritten.delete(uid);
+    this.#auditCommitted.delete(uid);
+    this.#auditAwaited.delete(uid);
   }
 
   async #act(key: string, run: AgentRun, action: Action): Promise<ReconcileResult> {
@@ -136,11 +187,39 @@ export class Reconciler {
         this.executor.abort(run.metadata.uid, action.reason, action.message);
         return {};
       case 'finish':
-        await this.#write(
+        await this.#writeTerminal(
+          key,
           run,
           terminalStatus(run, { reason: action.reason, message: action.message }, this.#now()),
         );
         return {};
+      case 'audit':
+        // Re-audit from the status (after a restart, or when the queue refused the row).
+        if (run.status) {
+          // The status already says Audited=False (or nothing): look again when the row lands.
+          this.#auditAwaited.add(run.metadata.uid);
+          void this.#queueAudit(key, run, run.status);
+        }
+        return { requeueAfterMs: 0 };
+      case 'markAudited':
+        await this.#write(
+          run,
+          this.#audited(run, AuditReason.Recorded, 'the audit row is committed'),
+        );
+        return {};
+      case 'protect': {
+        const finalizers = [...(run.metadata.finalizers ?? []), FINALIZER];
+        this.#remember(await this.#o.writer.setFinalizers(run, finalizers));
+        return {};
+      }
+      case 'abandonAudit': {
+        const message = `the audit row was not written within ${Math.round((this.#o.audit?.deadlineMs ?? 0) / 1000)} s; letting the run go`;
+        await this.#write(run, this.#audited(run, AuditReason.Abandoned, message));
+        this.#o.events.record(run, 'Warning', 'AuditLost', message);
+        this.#o.audit?.onLost?.();
+        this.#log(run).error('audit row abandoned after the deadline');
+        return {};
+      }
       case 'start':
         return this.#start(key, run, action.attempt, action.note);
       case 'releaseFinalizer': {
@@ -208,6 +287,8 @@ export class Reconciler {
       this.executor.release();
       throw error;
     }
+    this.#claimed.set(claimed.metadata.uid, claimed);
+    if (claimed.status) void this.#queueAudit(key, claimed, claimed.status);
     const logger = this.#log(claimed, { attempt });
     this.#metrics.inFlight(claimed.spec.agent, 1);
     this.executor.start({
@@ -229,11 +310,17 @@ export class Reconciler {
     const run =
       cached && cached.metadata.uid === execution.uid
         ? this.#newest(cached)
-        : this.#written.get(execution.uid);
+        : (this.#written.get(execution.uid) ?? this.#claimed.get(execution.uid));
+    this.#claimed.delete(execution.uid);
     if (!run) return;
     const status = statusAfterAttempt(run, result, this.#now(), this.#o.retry);
     this.#finishing.add(run.metadata.uid);
-    const write = this.#write(run, status)
+    const artifacts = result.kind === 'succeeded' ? result.artifacts : undefined;
+    if (!isTerminal(status)) void this.#queueAudit(execution.key, run, status);
+    const outcome = isTerminal(status)
+      ? this.#writeTerminal(execution.key, run, status, artifacts)
+      : this.#write(run, status);
+    const write = outcome
       .then(
         () => {},
         (error: unknown) => {
@@ -258,6 +345,70 @@ export class Reconciler {
   /** Resolves when every outcome write started so far has settled. */
   async settled(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+  }
+
+  /**
+   * Writes a terminal status. With auditing on, the terminal row is queued first and, while the
+   * database is healthy, the write waits (up to syncWaitMs) for it to commit, so that the status
+   * can say Audited=True in the same write. Otherwise it says Audited=False/Pending and the
+   * finalizer keeps the run until the row lands: audit trouble never delays a run's outcome.
+   */
+  async #writeTerminal(
+    key: string,
+    run: AgentRun,
+    status: AgentRunStatus,
+    artifacts?: unknown,
+  ): Promise<AgentRun> {
+    const audit = this.#o.audit;
+    if (!audit) return this.#write(run, status);
+    const uid = run.metadata.uid;
+    const committed = this.#queueAudit(key, run, status, artifacts);
+    let recorded = false;
+    if (this.#auditHealthy && audit.syncWaitMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<undefined>((resolve) => {
+        timer = setTimeout(resolve, audit.syncWaitMs, undefined);
+      });
+      const result = await Promise.race([committed, timeout]);
+      clearTimeout(timer);
+      if (result === undefined) this.#auditHealthy = false;
+      recorded = result === true;
+    }
+    const final = recorded
+      ? withAudited(status, run, AuditReason.Recorded, 'the audit row is committed', this.#now())
+      : withAudited(status, run, AuditReason.Pending, 'the audit row is queued', this.#now());
+    if (!recorded) this.#auditAwaited.add(uid);
+    const written = await this.#write(run, final);
+    // The row may have landed while the status was being written.
+    if (!recorded && this.#auditCommitted.has(uid)) this.#o.enqueue(key);
+    return written;
+  }
+
+  /** Queues the run's audit row; resolves true once committed. Never rejects. */
+  #queueAudit(
+    key: string,
+    run: AgentRun,
+    status: AgentRunStatus,
+    artifacts?: unknown,
+  ): Promise<boolean> {
+    const audit = this.#o.audit;
+    if (!audit) return Promise.resolve(false);
+    const uid = run.metadata.uid;
+    const terminal = isTerminal(status);
+    return audit.sink.write(auditRecord(run, status, artifacts)).then((ok) => {
+      if (!terminal) return ok;
+      if (ok) {
+        this.#auditCommitted.add(uid);
+        this.#auditHealthy = true;
+      }
+      // A status that says Audited=False (or a row the queue refused) needs another look.
+      if (!ok || this.#auditAwaited.has(uid)) this.#o.enqueue(key);
+      return ok;
+    });
+  }
+
+  #audited(run: AgentRun, reason: AuditReason, message: string): AgentRunStatus {
+    return withAudited(run.status ?? {}, run, reason, message, this.#now());
   }
 
   /** A handler runs long: make deletion wait for it (and for its outcome to be written). */

@@ -5,7 +5,7 @@ import {
   type Phase,
 } from '../api/agentrun.ts';
 import { type Condition, ConditionType, findCondition, setCondition } from '../api/conditions.ts';
-import { Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
+import { AuditReason, Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
 
 /**
  * Pure builders of an AgentRun's next status. Each returns the complete status object (it is
@@ -16,6 +16,36 @@ import { Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
 export const STATUS_ARTIFACTS_MAX_BYTES = 4096;
 
 export type JsonObject = { [key: string]: unknown };
+
+/** The run's terminal audit row is committed (Audited=True). */
+export function isAudited(status: AgentRunStatus | undefined): boolean {
+  return findCondition(status?.conditions, ConditionType.Audited)?.status === 'True';
+}
+
+/** `status` with the Audited condition set; the rest is unchanged. */
+export function withAudited(
+  status: AgentRunStatus,
+  run: AgentRun,
+  reason: AuditReason,
+  message: string,
+  now: Date,
+): AgentRunStatus {
+  const generation = run.metadata.generation;
+  return {
+    ...status,
+    conditions: setCondition(
+      status.conditions ?? [],
+      {
+        type: ConditionType.Audited,
+        status: reason === AuditReason.Recorded ? 'True' : 'False',
+        reason,
+        message,
+        ...(generation === undefined ? {} : { observedGeneration: generation }),
+      },
+      now,
+    ),
+  };
+}
 
 export function isTerminal(status: AgentRunStatus | undefined): boolean {
   const succeeded = findCondition(status?.conditions, ConditionType.Succeeded);
@@ -44,8 +74,10 @@ export function progress(status: AgentRunStatus | undefined): number {
   const attempts = status.attempts ?? 0;
   const reason = findCondition(status.conditions, ConditionType.Succeeded)?.reason;
   const settled = isTerminal(status) || reason === Reason.Retrying ? 1 : 0;
-  // Terminal outranks everything: a run finished without ever starting has attempts 0.
-  return isTerminal(status) ? Number.MAX_SAFE_INTEGER : attempts * 2 + settled;
+  // Terminal outranks everything (a run finished without ever starting has attempts 0), and a
+  // terminal status whose audit row is recorded outranks one still waiting for it.
+  if (isTerminal(status)) return Number.MAX_SAFE_INTEGER - (isAudited(status) ? 0 : 1);
+  return attempts * 2 + settled;
 }
 
 function withConditions(

@@ -31,7 +31,14 @@ afterEach(async () => {
 function startCli(env: Record<string, string>): { child: ChildProcess; output: () => string } {
   let output = '';
   const child = spawn(process.execPath, [cli, 'run'], {
-    env: { ...process.env, KUBECONFIG: plane.adminKubeconfig, LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      KUBECONFIG: plane.adminKubeconfig,
+      LOG_LEVEL: 'info',
+      APPLYLENS_AGENT_AUDIT_ENABLED: 'false',
+      METRICS_BIND_ADDRESS: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (chunk: Buffer) => {

@@ -116,7 +116,13 @@ export function protectedRun(run: AgentRun): AgentRun {
 /** The four kstatus conditions as `type: status/reason`, for compact assertions. */
 export function conditionSummary(status: AgentRunStatus | undefined): Record<string, string> {
   const summary: Record<string, string> = {};
-  for (const type of Object.values(ConditionType)) {
+  const kstatus = [
+    ConditionType.Succeeded,
+    ConditionType.Ready,
+    ConditionType.Reconciling,
+    ConditionType.Stalled,
+  ];
+  for (const type of kstatus) {
     const c = findCondition(status?.conditions, type);
     summary[type] = c ? `${c.status}/${c.reason}` : 'absent';
   }

@@ -14,6 +14,7 @@ import {
   STATUS_ARTIFACTS_MAX_BYTES,
   terminalStatus,
   truncate,
+  withAudited,
 } from '../../../src/controller/run-status.ts';
 import {
   agentRun,
@@ -540,14 +541,28 @@ describe('progress', () => {
       r3.status,
       done.status,
     ].map(progress);
-    expect(values).toStrictEqual([0, 2, 3, 4, 5, 6, Number.MAX_SAFE_INTEGER]);
+    expect(values).toStrictEqual([0, 2, 3, 4, 5, 6, Number.MAX_SAFE_INTEGER - 1]);
+  });
+
+  it('a terminal status with its audit row recorded outranks the same status without', () => {
+    const audited = withAudited(
+      done.status ?? {},
+      done,
+      'Recorded',
+      'row committed',
+      at(32 * SECOND),
+    );
+    const pending = withAudited(done.status ?? {}, done, 'Pending', 'queued', at(32 * SECOND));
+    expect(progress(audited)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(progress(pending)).toBe(Number.MAX_SAFE_INTEGER - 1);
+    expect(progress(pending)).toBeGreaterThan(progress(r3.status));
   });
 
   it.each(TERMINAL_REASONS)(
     'a %s run outranks every in-progress state, started or not',
     (reason) => {
-      expect(progress(finished(agentRun(), reason, T0).status)).toBe(Number.MAX_SAFE_INTEGER);
-      expect(progress(finished(r3, reason, T0).status)).toBe(Number.MAX_SAFE_INTEGER);
+      expect(progress(finished(agentRun(), reason, T0).status)).toBe(Number.MAX_SAFE_INTEGER - 1);
+      expect(progress(finished(r3, reason, T0).status)).toBe(Number.MAX_SAFE_INTEGER - 1);
     },
   );
 

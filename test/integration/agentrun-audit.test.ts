@@ -1,0 +1,216 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentRun } from '../../src/api/agentrun.ts';
+import { AgentRuns } from '../support/agentruns.ts';
+import { installCrd } from '../support/crds.ts';
+import { controlPlane, useFreshDatabase } from '../support/environment.ts';
+import { adminKubeConfig } from '../support/envtest/users.ts';
+import { createNamespace } from '../support/kube.ts';
+import { startOperator } from '../support/operator.ts';
+import { PostgresServer } from '../support/postgres/server.ts';
+import { waitFor } from '../support/wait.ts';
+
+const plane = controlPlane();
+const kc = adminKubeConfig(plane);
+const db = useFreshDatabase('audit_operator');
+let outageDb: PostgresServer;
+
+beforeAll(async () => {
+  await installCrd(plane);
+  // A server of this file's own, so it can be stopped and started to simulate an outage.
+  outageDb = await PostgresServer.start();
+});
+
+afterAll(async () => {
+  await outageDb?.destroy();
+});
+
+const FINALIZER = 'agents.applylens.io/run-protection';
+const audited = (run: AgentRun) =>
+  run.status?.conditions?.find((c) => c.type === 'Audited')?.status === 'True';
+const terminal = (run: AgentRun) =>
+  ['Succeeded', 'Failed', 'Canceled'].includes(run.status?.phase ?? '');
+
+async function rows(url: string, where = 'true', params: unknown[] = []) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (
+      await client.query(
+        `SELECT run_id, namespace, name, agent, objective, status, reason, attempts, started_at, finished_at,
+                duration_ms, plan, artifacts, error, user_email, dry_run
+           FROM agent_audit_log WHERE ${where} ORDER BY name`,
+        params,
+      )
+    ).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function operatorEnv(url: string): Record<string, string> {
+  return {
+    APPLYLENS_AGENT_AUDIT_ENABLED: 'true',
+    DATABASE_URL: url,
+    AUDIT_SYNC_WAIT_MS: '1000',
+    MAX_CONCURRENT_RUNS: '20',
+  };
+}
+
+describe('the audit log, through the operator', () => {
+  it('records each run once, with the status values, and marks it Audited', async () => {
+    const namespace = await createNamespace(kc, 'audit-row');
+    await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(db.url) });
+    const runs = new AgentRuns(kc, namespace);
+    const created = await runs.create('row', {
+      agent: 'noop',
+      objective: 'record me',
+      requestedBy: 'alice@example.com',
+      params: { delayMs: 50, note: 'x' },
+    });
+    const done = await runs.waitUntil('row', 'Audited', audited);
+    expect(done.metadata.finalizers ?? []).not.toContain(FINALIZER);
+    const [row, ...more] = await rows(db.url, 'run_id = $1', [created.metadata.uid]);
+    expect(more).toHaveLength(0);
+    expect(row).toMatchObject({
+      run_id: created.metadata.uid,
+      namespace,
+      name: 'row',
+      agent: 'noop',
+      objective: 'record me',
+      status: 'succeeded',
+      reason: 'Succeeded',
+      attempts: 1,
+      plan: { delayMs: 50, note: 'x' },
+      artifacts: { delayMs: 50, note: 'x' },
+      error: null,
+      user_email: 'alice@example.com',
+      dry_run: true,
+    });
+    expect(row.started_at.toISOString()).toBe(done.status?.startedAt);
+    expect(row.finished_at.toISOString()).toBe(done.status?.finishedAt);
+    expect(row.duration_ms).toBe(done.status?.durationMs);
+  });
+
+  it('keeps 200 runs going through a PostgreSQL outage and records every one exactly once afterwards', async () => {
+    const namespace = await createNamespace(kc, 'audit-outage');
+    const url = outageDb.url();
+    await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(url) });
+    const runs = new AgentRuns(kc, namespace);
+    const names = Array.from({ length: 200 }, (_, i) => `run-${String(i).padStart(3, '0')}`);
+    const create = (list: string[]) =>
+      Promise.all(
+        list.map((name) => runs.create(name, { agent: 'noop', params: { delayMs: 20 } })),
+      );
+
+    await create(names.slice(0, 60));
+    await waitFor('the first runs to be audited', async () => {
+      const all = await runs.list();
+      return all.filter(audited).length >= 30 ? true : undefined;
+    });
+    await outageDb.pause();
+    try {
+      await create(names.slice(60));
+      // Every run finishes while the database is down: audit trouble never blocks a run.
+      await waitFor(
+        'all 200 runs to finish during the outage',
+        async () => ((await runs.list()).filter(terminal).length === 200 ? true : undefined),
+        { timeoutMs: 60_000, intervalMs: 250 },
+      );
+      const during = await runs.list();
+      expect(during.every((r) => r.status?.phase === 'Succeeded')).toBe(true);
+      expect(during.filter((r) => !audited(r)).length).toBeGreaterThan(0);
+      // Runs whose row is pending are kept by the finalizer (added right after they finish).
+      await waitFor('every run without its row to hold the finalizer', async () => {
+        const waiting = (await runs.list()).filter((r) => !audited(r));
+        return waiting.length > 0 &&
+          waiting.every((r) => (r.metadata.finalizers ?? []).includes(FINALIZER))
+          ? true
+          : undefined;
+      });
+    } finally {
+      await outageDb.resume();
+    }
+    await waitFor(
+      'all 200 runs Audited, finalizers released',
+      async () => {
+        const all = await runs.list();
+        const settled = all.filter(
+          (r) => audited(r) && !(r.metadata.finalizers ?? []).includes(FINALIZER),
+        );
+        return settled.length === 200 ? true : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    const recorded = await rows(url, 'namespace = $1', [namespace]);
+    expect(recorded).toHaveLength(200);
+    expect(new Set(recorded.map((r) => r.name))).toEqual(new Set(names));
+    expect(recorded.every((r) => r.status === 'succeeded' && r.attempts === 1)).toBe(true);
+  });
+
+  it('re-audits finished runs whose row was never written, when the operator starts again', async () => {
+    const namespace = await createNamespace(kc, 'audit-restart');
+    const url = outageDb.url();
+    await outageDb.pause();
+    let operator: Awaited<ReturnType<typeof startOperator>> | undefined;
+    try {
+      operator = await startOperator({
+        kubeConfig: kc,
+        namespace,
+        env: { ...operatorEnv(url), AUDIT_MIGRATE: 'false' },
+      });
+      const runs = new AgentRuns(kc, namespace);
+      await runs.create('orphaned', { agent: 'noop' });
+      await runs.waitForPhase('orphaned', 'Succeeded');
+      await operator.stop();
+    } finally {
+      await outageDb.resume();
+    }
+    await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(url) });
+    const runs = new AgentRuns(kc, namespace);
+    const done = await runs.waitUntil('orphaned', 'Audited', audited);
+    expect(await rows(url, 'run_id = $1', [done.metadata.uid])).toHaveLength(1);
+  });
+
+  it('a deleted run whose row is pending stays until the row is written', async () => {
+    const namespace = await createNamespace(kc, 'audit-delete');
+    const url = outageDb.url();
+    await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(url) });
+    const runs = new AgentRuns(kc, namespace);
+    await outageDb.pause();
+    let uid = '';
+    try {
+      const run = await runs.create('doomed', { agent: 'noop' });
+      uid = run.metadata.uid;
+      await runs.waitUntil(
+        'doomed',
+        'finalizer held for its audit row',
+        (r) => terminal(r) && (r.metadata.finalizers ?? []).includes(FINALIZER),
+      );
+      await runs.delete('doomed');
+      const terminating = await runs.get('doomed');
+      expect(terminating?.metadata.deletionTimestamp).toBeDefined();
+    } finally {
+      await outageDb.resume();
+    }
+    await runs.waitForDeletion('doomed', 60_000);
+    expect(await rows(url, 'run_id = $1', [uid])).toHaveLength(1);
+  });
+
+  it('with APPLYLENS_AGENT_AUDIT_ENABLED=false: no Audited condition, no finalizer, no database', async () => {
+    const namespace = await createNamespace(kc, 'audit-off');
+    await startOperator({
+      kubeConfig: kc,
+      namespace,
+      env: {
+        APPLYLENS_AGENT_AUDIT_ENABLED: 'false',
+        DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+      },
+    });
+    const runs = new AgentRuns(kc, namespace);
+    await runs.create('plain', { agent: 'noop' });
+    const done = await runs.waitForPhase('plain', 'Succeeded');
+    expect(done.status?.conditions?.map((c) => c.type)).not.toContain('Audited');
+    expect(done.metadata.finalizers ?? []).toEqual([]);
+  });
+});
