@@ -14,12 +14,16 @@ import { installCrd } from '../test/support/crds.ts';
 import { ControlPlane } from '../test/support/envtest/control-plane.ts';
 import { adminKubeConfig } from '../test/support/envtest/users.ts';
 import { createNamespace } from '../test/support/kube.ts';
+import { PostgresServer } from '../test/support/postgres/server.ts';
 
 const RUNS = Number(process.env['RUNS'] ?? 2000);
+// The product's default: every run gets its audit row (AUDIT=0 measures without).
+const AUDIT = process.env['AUDIT'] !== '0';
 const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 32);
 const root = resolve(import.meta.dirname, '..');
 
 const plane = await ControlPlane.start();
+const postgres = AUDIT ? await PostgresServer.start() : undefined;
 try {
   // The load generator pools its connections too, as any sensible client would.
   const kc = PooledKubeConfig.from(adminKubeConfig(plane.info));
@@ -35,6 +39,9 @@ try {
       HEALTH_PROBE_BIND_ADDRESS: '0',
       LOG_LEVEL: 'warn',
       MAX_CONCURRENT_RUNS: process.env['MAX_CONCURRENT_RUNS'] ?? '10',
+      METRICS_BIND_ADDRESS: '0',
+      APPLYLENS_AGENT_AUDIT_ENABLED: String(AUDIT),
+      ...(postgres ? { DATABASE_URL: postgres.url() } : {}),
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -60,7 +67,7 @@ try {
     });
 
     console.log(
-      `\nRUNS=${RUNS} CONCURRENCY=${CONCURRENCY} MAX_CONCURRENT_RUNS=${process.env['MAX_CONCURRENT_RUNS'] ?? '10'} on ${(await import('node:os')).cpus().length} cores`,
+      `\nRUNS=${RUNS} CONCURRENCY=${CONCURRENCY} AUDIT=${AUDIT ? 1 : 0} MAX_CONCURRENT_RUNS=${process.env['MAX_CONCURRENT_RUNS'] ?? '10'} on ${(await import('node:os')).cpus().length} cores`,
     );
     console.log(`operator: ${op.toFixed(1)} runs/s`);
     console.log(`replay:   ${replay.toFixed(1)} runs/s (same writes, no operator)`);
@@ -71,6 +78,7 @@ try {
   }
 } finally {
   await plane.stop();
+  await postgres?.destroy();
 }
 
 async function create(api: CustomObjectsApi, namespace: string, name: string): Promise<AgentRun> {
