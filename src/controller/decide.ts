@@ -76,9 +76,11 @@ export function decide({ run, executing, now, audit }: DecideInput): Action {
       const abandoned =
         findCondition(status?.conditions, ConditionType.Audited)?.reason === AuditReason.Abandoned;
       if (!abandoned) {
-        if (!audit.pending) return { type: 'audit' };
+        // The deadline holds whatever the queue does: a row it refuses (full, or data the
+        // database rejects) must not pin the run, its deletion or its TTL forever.
         const giveUpAt = Date.parse(status?.finishedAt ?? '') + audit.deadlineMs;
         if (!(giveUpAt > now.getTime())) return { type: 'abandonAudit' };
+        if (!audit.pending) return { type: 'audit' };
         if (!holdsFinalizer && !deleting) return { type: 'protect' };
         // Neither released nor deleted (TTL) until the row lands or the deadline passes.
         return { type: 'requeue', afterMs: giveUpAt - now.getTime() };

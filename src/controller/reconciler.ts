@@ -80,6 +80,9 @@ export interface RunAudit {
 
 export type ReconcileResult = { readonly requeueAfterMs?: number };
 
+/** How soon a run whose audit row the queue refused is tried again. */
+const AUDIT_RETRY_MS = 5_000;
+
 /**
  * Reconcile decides (decide.ts, pure) and this class does the I/O the decision asks for. It also
  * keeps the newest status this process wrote per run, because the informer cache lags behind
@@ -200,7 +203,11 @@ export class Reconciler {
           this.#auditAwaited.add(run.metadata.uid);
           void this.#queueAudit(key, run, run.status);
         }
-        return { requeueAfterMs: 0 };
+        // Queued: protect the run at once. Refused (queue full, bad data): try again later,
+        // until the deadline abandons it.
+        return {
+          requeueAfterMs: this.#o.audit?.sink.isPending(run.metadata.uid) ? 0 : AUDIT_RETRY_MS,
+        };
       case 'markAudited':
         await this.#write(
           run,
@@ -213,6 +220,10 @@ export class Reconciler {
         return {};
       }
       case 'abandonAudit': {
+        // Best effort: the row may still land (it is kept queued), and markAudited follows then.
+        if (run.status && !this.#o.audit?.sink.isPending(run.metadata.uid)) {
+          void this.#queueAudit(key, run, run.status);
+        }
         const message = `the audit row was not written within ${Math.round((this.#o.audit?.deadlineMs ?? 0) / 1000)} s; letting the run go`;
         await this.#write(run, this.#audited(run, AuditReason.Abandoned, message));
         this.#o.events.record(run, 'Warning', 'AuditLost', message);
@@ -401,8 +412,9 @@ export class Reconciler {
         this.#auditCommitted.add(uid);
         this.#auditHealthy = true;
       }
-      // A status that says Audited=False (or a row the queue refused) needs another look.
-      if (!ok || this.#auditAwaited.has(uid)) this.#o.enqueue(key);
+      // A status that says Audited=False needs another look once the row is in. (A refused row
+      // is retried by the reconcile that sees Audited=False, with a delay.)
+      if (ok && this.#auditAwaited.has(uid)) this.#o.enqueue(key);
       return ok;
     });
   }
