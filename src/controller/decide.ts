@@ -37,7 +37,9 @@ export type Action =
   /** The row is still pending: hold the finalizer so deletion waits for it. */
   | { readonly type: 'protect' }
   /** The row did not land within the deadline: record the loss and let the run go. */
-  | { readonly type: 'abandonAudit' };
+  | { readonly type: 'abandonAudit' }
+  /** A finished run's spec changed (a late cancel): say that its status reflects it. */
+  | { readonly type: 'observe' };
 
 /** What this process knows about a run's terminal audit row; absent when auditing is off. */
 export interface AuditView {
@@ -71,6 +73,15 @@ export function decide({ run, executing, now, audit }: DecideInput): Action {
   if (isTerminal(status)) {
     // Its outcome is still being written: act on the run once that is done.
     if (executing) return { type: 'none' };
+    // kstatus (Flux) waits for observedGeneration to catch up with metadata.generation, so a
+    // finished run whose spec changed afterwards (cancel: true) must acknowledge it.
+    if (
+      metadata.generation !== undefined &&
+      status?.observedGeneration !== undefined &&
+      status.observedGeneration !== metadata.generation
+    ) {
+      return { type: 'observe' };
+    }
     if (audit && !isAudited(status)) {
       if (audit.committed) return { type: 'markAudited' };
       const abandoned =

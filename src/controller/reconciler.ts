@@ -20,6 +20,7 @@ import {
   deadline,
   isAudited,
   isTerminal,
+  observedStatus,
   progress,
   runningStatus,
   terminalStatus,
@@ -208,6 +209,9 @@ export class Reconciler {
         return {
           requeueAfterMs: this.#o.audit?.sink.isPending(run.metadata.uid) ? 0 : AUDIT_RETRY_MS,
         };
+      case 'observe':
+        await this.#write(run, observedStatus(run));
+        return {};
       case 'markAudited':
         await this.#write(
           run,

@@ -47,6 +47,18 @@ export function withAudited(
   };
 }
 
+/** `status` acknowledging the run's current metadata.generation (and so do its conditions). */
+export function observedStatus(run: AgentRun): AgentRunStatus {
+  const generation = run.metadata.generation;
+  const status = run.status ?? {};
+  if (generation === undefined) return status;
+  return {
+    ...status,
+    observedGeneration: generation,
+    conditions: (status.conditions ?? []).map((c) => ({ ...c, observedGeneration: generation })),
+  };
+}
+
 export function isTerminal(status: AgentRunStatus | undefined): boolean {
   const succeeded = findCondition(status?.conditions, ConditionType.Succeeded);
   return succeeded !== undefined && succeeded.status !== 'Unknown';

@@ -190,4 +190,20 @@ describe('AgentRun lifecycle', () => {
     expect(run.status?.finishedAt).toBeDefined();
     await runs.waitForDeletion('short-lived', 15_000);
   });
+
+  it('a cancel after the run finished changes nothing but observedGeneration (kstatus stays Current)', async () => {
+    const { runs } = await setup('late-cancel');
+    await runs.create('done', { agent: 'noop' });
+    const before = await runs.waitForPhase('done', 'Succeeded');
+    await runs.cancel('done');
+    const after = await runs.waitUntil(
+      'done',
+      'observedGeneration 2',
+      (r) => r.status?.observedGeneration === 2,
+    );
+    expect(after.metadata.generation).toBe(2);
+    expect(after.status?.phase).toBe('Succeeded');
+    expect(after.status?.finishedAt).toBe(before.status?.finishedAt);
+    expect(after.status?.conditions?.every((c) => c.observedGeneration === 2)).toBe(true);
+  });
 });

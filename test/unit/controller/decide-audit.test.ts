@@ -3,7 +3,12 @@ import type { AgentRun, AgentRunStatus } from '../../../src/api/agentrun.ts';
 import { type Condition, findCondition, rfc3339 } from '../../../src/api/conditions.ts';
 import { AuditReason, type TerminalReason } from '../../../src/api/reasons.ts';
 import { type Action, type AuditView, decide, FINALIZER } from '../../../src/controller/decide.ts';
-import { isAudited, progress, withAudited } from '../../../src/controller/run-status.ts';
+import {
+  isAudited,
+  observedStatus,
+  progress,
+  withAudited,
+} from '../../../src/controller/run-status.ts';
 import {
   agentRun,
   at,
@@ -781,5 +786,33 @@ describe('progress with the Audited condition', () => {
       const status = withAudited(r.status as AgentRunStatus, r, reason, 'x', T0);
       expect(progress(status), reason).toBe(progress(r.status));
     }
+  });
+});
+
+describe('decide, a finished run whose spec changed afterwards (kstatus observedGeneration)', () => {
+  const done = finished(agentRun(), 'Succeeded', T0);
+  const bumped: AgentRun = { ...done, metadata: { ...done.metadata, generation: GENERATION + 1 } };
+
+  it('acknowledges the new generation once (observe), before anything else', () => {
+    expect(decide({ run: bumped, executing: false, now: at(SECOND) })).toStrictEqual({
+      type: 'observe',
+    });
+    expect(
+      decide({ run: bumped, executing: false, now: at(SECOND), audit: view(false, false) }),
+    ).toStrictEqual({ type: 'observe' });
+  });
+
+  it('waits while the outcome is still being written, and is quiet once observed', () => {
+    expect(decide({ run: bumped, executing: true, now: at(SECOND) })).toStrictEqual({
+      type: 'none',
+    });
+    const observed: AgentRun = { ...bumped, status: observedStatus(bumped) };
+    expect(observed.status?.observedGeneration).toBe(GENERATION + 1);
+    expect(observed.status?.conditions?.every((c) => c.observedGeneration === GENERATION + 1)).toBe(
+      true,
+    );
+    expect(decide({ run: observed, executing: false, now: at(SECOND) })).toStrictEqual({
+      type: 'none',
+    });
   });
 });
