@@ -75,27 +75,28 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   );
   requireDatabase(config);
   let auditor: AgentAuditor | undefined;
+  let pendingMigration = false;
   if (config.APPLYLENS_AGENT_AUDIT_ENABLED) {
     // Connects lazily: an unreachable database queues rows; it never stops the operator.
     auditor = AgentAuditor.connect(config.DATABASE_URL, {
       logger: logger.child({ component: 'audit' }),
       metrics: metrics.audit,
     });
-    if (config.AUDIT_MIGRATE) {
-      try {
-        // Under an advisory lock, so replicas starting together do not race.
-        await migrate(auditor.pool, 'up', logger);
-      } catch (error) {
-        // A database that is down at start-up must not keep runs from running: rows queue
-        // until it is back (and the schema exists).
-        logger.error(
-          { err: error },
-          'audit migrations failed; audit rows will queue until the database is ready',
-        );
-      }
-    }
+    // Under an advisory lock, so replicas starting together do not race. A database that is
+    // down at start-up must not keep runs from running: the operator starts anyway, rows queue,
+    // and the operator retries the migration in the background (see Operator.start).
+    pendingMigration = config.AUDIT_MIGRATE && !(await tryMigrate(auditor, logger));
   }
-  return new Operator(config, logger, kubeConfig, registry, metrics, options, auditor);
+  return new Operator(
+    config,
+    logger,
+    kubeConfig,
+    registry,
+    metrics,
+    options,
+    auditor,
+    pendingMigration,
+  );
 }
 
 export class Operator {
@@ -112,6 +113,8 @@ export class Operator {
   #metricsServer: MetricsServer | undefined;
   readonly auditor: AgentAuditor | undefined;
   readonly #retention: RetentionJob | undefined;
+  #pendingMigration: boolean;
+  #migrationTimer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
   #finish: (error?: Error) => void = () => {};
 
@@ -123,11 +126,13 @@ export class Operator {
     metrics: OperatorMetrics,
     options: OperatorOptions,
     auditor?: AgentAuditor,
+    pendingMigration = false,
   ) {
     this.config = config;
     this.#kubeConfig = kubeConfig;
     this.metrics = metrics;
     this.auditor = auditor;
+    this.#pendingMigration = pendingMigration;
     this.#retention =
       auditor && config.AUDIT_RETENTION_DAYS > 0
         ? new RetentionJob({
@@ -225,12 +230,28 @@ export class Operator {
       },
       'starting agentrun-operator',
     );
+    if (this.#pendingMigration) this.#retryMigration(1_000);
     await this.controller.startCache();
     if (this.#elector) {
       void this.#elector.run();
     } else {
       this.#lead();
     }
+  }
+
+  /** Retries the start-up migration with backoff until it succeeds or the operator stops. */
+  #retryMigration(delayMs: number): void {
+    this.#migrationTimer = setTimeout(async () => {
+      const auditor = this.auditor;
+      if (!auditor || this.#stopping) return;
+      if (await tryMigrate(auditor, this.logger)) {
+        this.#pendingMigration = false;
+        this.logger.info('audit migrations applied; queued rows follow');
+      } else if (!this.#stopping) {
+        this.#retryMigration(Math.min(delayMs * 2, 60_000));
+      }
+    }, delayMs);
+    this.#migrationTimer.unref();
   }
 
   /** The leader's work: reconcile, and prune old audit rows (one replica is enough). */
@@ -266,6 +287,7 @@ export class Operator {
       try {
         await this.controller.stop(graceMs);
         this.#retention?.stop();
+        clearTimeout(this.#migrationTimer);
         // Rows still queued get a few seconds; any left are re-audited from the runs' status by
         // the next leader (their finalizer keeps them).
         await this.auditor?.close(5_000);
@@ -281,6 +303,16 @@ export class Operator {
       }
     })();
     return this.#stopping;
+  }
+}
+
+async function tryMigrate(auditor: AgentAuditor, logger: Logger): Promise<boolean> {
+  try {
+    await migrate(auditor.pool, 'up', logger);
+    return true;
+  } catch (error) {
+    logger.warn({ err: error }, 'audit migrations failed; will retry, audit rows queue meanwhile');
+    return false;
   }
 }
 

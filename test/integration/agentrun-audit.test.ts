@@ -213,4 +213,21 @@ describe('the audit log, through the operator', () => {
     expect(done.status?.conditions?.map((c) => c.type)).not.toContain('Audited');
     expect(done.metadata.finalizers ?? []).toEqual([]);
   });
+
+  it('starts while PostgreSQL is down, then migrates and records the runs once it is up', async () => {
+    const fresh = await PostgresServer.start();
+    try {
+      await fresh.pause();
+      const namespace = await createNamespace(kc, 'audit-cold');
+      await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(fresh.url()) });
+      const runs = new AgentRuns(kc, namespace);
+      await runs.create('early', { agent: 'noop' });
+      await runs.waitForPhase('early', 'Succeeded');
+      await fresh.resume();
+      const done = await runs.waitUntil('early', 'Audited', audited, 60_000);
+      expect(await rows(fresh.url(), 'run_id = $1', [done.metadata.uid])).toHaveLength(1);
+    } finally {
+      await fresh.destroy();
+    }
+  });
 });
