@@ -100,6 +100,54 @@ install: ## Install the AgentRun CRD into the cluster of the current kubeconfig.
 uninstall: ## Delete the AgentRun CRD (and with it every AgentRun!) from the cluster.
 	$(KUBECTL) delete --ignore-not-found -f crds/
 
+# The operator image, `agentrun-operator:<package.json version>` by default (what deploy/manager
+# names). For a real cluster: `make docker-build IMG=registry.example/agentrun-operator:0.1.0`,
+# push it, then `make deploy IMG=...` (docs/install.md).
+VERSION ?= $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
+IMG ?= agentrun-operator:$(VERSION)
+CONTAINER_TOOL ?= docker
+# The kustomization that deploy/undeploy/build-installer use: deploy/default, deploy/postgres
+# (plus a throwaway PostgreSQL) or deploy/default/secure-metrics.
+OVERLAY ?= deploy/default
+
+# Prints `kubectl kustomize $(OVERLAY)` with the manager image set to $(IMG), through a throwaway
+# overlay in dist/kustomize (kustomize takes bases only by relative path).
+RENDER = mkdir -p dist/kustomize && printf '%s\n' \
+	'resources: [../../$(OVERLAY)]' \
+	'patches:' \
+	'  - target: {group: apps, kind: Deployment, name: agentrun-operator}' \
+	'    patch: |-' \
+	'      - {op: test, path: /spec/template/spec/containers/0/name, value: manager}' \
+	'      - {op: replace, path: /spec/template/spec/containers/0/image, value: "$(IMG)"}' \
+	>dist/kustomize/kustomization.yaml && $(KUBECTL) kustomize dist/kustomize
+
+# kustomize cannot read ../../crds, so deploy/crd holds a copy of the generated CRD.
+deploy/crd/agentrun.yaml: crds/agentrun.yaml
+	cp $< $@
+
+.PHONY: deploy
+deploy: deploy/crd/agentrun.yaml ## Install the operator (OVERLAY=deploy/default, image IMG) into the cluster of the current kubeconfig.
+	$(RENDER) | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Delete every AgentRun (while the operator can still release them), then everything deploy installed.
+	if $(KUBECTL) get crd agentruns.agents.applylens.io >/dev/null 2>&1; then \
+		$(KUBECTL) delete agentruns --all --all-namespaces --timeout=120s; fi
+	$(KUBECTL) delete --ignore-not-found -k $(OVERLAY)
+
+.PHONY: build-installer
+build-installer: deploy/crd/agentrun.yaml ## Write dist/install.yaml: OVERLAY with image IMG, for `kubectl apply -f`.
+	$(RENDER) >dist/install.yaml
+	@echo "wrote dist/install.yaml ($(OVERLAY), image $(IMG))"
+
+.PHONY: docker-build
+docker-build: ## Build the operator image IMG (multi-stage Dockerfile; CONTAINER_TOOL=podman works too).
+	$(CONTAINER_TOOL) build --build-arg NODE_VERSION=$(NODE_VERSION) -t $(IMG) .
+
+.PHONY: test-e2e
+test-e2e: ## End to end on a throwaway kind cluster (needs Docker and kind; skips without them). Not part of `make test`.
+	IMG=$(IMG) KUBECTL=$(KUBECTL) CONTAINER_TOOL=$(CONTAINER_TOOL) hack/e2e-kind.sh
+
 ##@ Build Dependencies
 
 .PHONY: node

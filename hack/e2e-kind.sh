@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# End to end on a throwaway kind cluster (`make test-e2e`; never part of `make test`):
+#   1. create the cluster, build the image and load it into the cluster's node;
+#   2. install the Prometheus Operator CRDs (the ServiceMonitor and PrometheusRule need them) and
+#      deploy/postgres (the operator, its RBAC and monitoring objects, a throwaway PostgreSQL);
+#   3. wait for the rollout, run deploy/samples/noop-hello.yaml to Succeeded, find its audit row;
+#   4. scrape /metrics from a pod inside the cluster: one leader, and the run counted once.
+# Without a Docker engine or kind it says so and exits 0.
+#
+# Environment: IMG (default agentrun-operator:e2e), KIND_CLUSTER (agentrun-e2e),
+# KEEP_CLUSTER=1 to leave the cluster running afterwards, KUBECTL, CONTAINER_TOOL (docker).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMG=${IMG:-agentrun-operator:e2e}
+CLUSTER=${KIND_CLUSTER:-agentrun-e2e}
+KUBECTL=${KUBECTL:-kubectl}
+CONTAINER_TOOL=${CONTAINER_TOOL:-docker}
+NS=agentrun-system
+
+skip() {
+  echo "test-e2e: SKIPPED: $*"
+  exit 0
+}
+command -v "$CONTAINER_TOOL" >/dev/null || skip "no $CONTAINER_TOOL command"
+"$CONTAINER_TOOL" info >/dev/null 2>&1 || skip "$CONTAINER_TOOL cannot reach a container engine ('$CONTAINER_TOOL info' failed)"
+command -v kind >/dev/null || skip "kind is not installed (https://kind.sigs.k8s.io)"
+command -v "$KUBECTL" >/dev/null || skip "no $KUBECTL command"
+
+step() { echo "--- $*"; }
+
+# A kubeconfig of our own: the user's ~/.kube/config and current context stay untouched.
+work=$(mktemp -d)
+export KUBECONFIG="$work/kubeconfig"
+cleanup() {
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    step "failed; operator logs and state"
+    "$KUBECTL" -n "$NS" get pods,statefulsets,deployments -o wide || true
+    "$KUBECTL" -n "$NS" logs deployment/agentrun-operator --all-containers --tail=100 || true
+    "$KUBECTL" describe agentrun hello || true
+  fi
+  if [ -n "${KEEP_CLUSTER:-}" ]; then
+    echo "kept cluster $CLUSTER: kind get kubeconfig --name $CLUSTER"
+  else
+    kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+step "kind cluster $CLUSTER"
+kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true # a leftover of KEEP_CLUSTER=1
+kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s
+
+step "image $IMG"
+make docker-build IMG="$IMG" CONTAINER_TOOL="$CONTAINER_TOOL"
+kind load docker-image "$IMG" --name "$CLUSTER"
+
+step "Prometheus Operator CRDs, then deploy/postgres"
+"$KUBECTL" apply --server-side -f test/fixtures/prometheus-operator/
+"$KUBECTL" wait --for=condition=Established --timeout=60s \
+  crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
+make deploy OVERLAY=deploy/postgres IMG="$IMG" KUBECTL="$KUBECTL"
+# The operator's pods start once PostgreSQL answers (an init container waits for it).
+"$KUBECTL" -n "$NS" rollout status statefulset/agentrun-postgres --timeout=300s
+"$KUBECTL" -n "$NS" rollout status deployment/agentrun-operator --timeout=300s
+
+step "sample AgentRun"
+"$KUBECTL" apply -f deploy/samples/noop-hello.yaml
+"$KUBECTL" wait --for=condition=Succeeded agentrun/hello --timeout=120s
+"$KUBECTL" get agentruns -o wide
+
+step "audit row in PostgreSQL"
+uid=$("$KUBECTL" get agentrun hello -o jsonpath='{.metadata.uid}')
+for _ in $(seq 30); do
+  status=$("$KUBECTL" -n "$NS" exec agentrun-postgres-0 -- psql -U agentrun -d agentrun -tAc \
+    "SELECT status FROM agent_audit_log WHERE run_id = '$uid'" || true)
+  [ "$status" = succeeded ] && break
+  sleep 1
+done
+[ "$status" = succeeded ] || { echo "audit row of $uid: '$status', expected succeeded"; exit 1; }
+echo "run $uid: $status"
+
+step "metrics, scraped from inside the cluster"
+# curl in a pod in the namespace default; prints what it fetched.
+scrape() {
+  local pod=scrape-$RANDOM phase=
+  "$KUBECTL" -n default run "$pod" --restart=Never --image=curlimages/curl:8.11.1 \
+    -- -sSf "$@" >/dev/null
+  for _ in $(seq 90); do
+    phase=$("$KUBECTL" -n default get pod "$pod" -o jsonpath='{.status.phase}')
+    if [ "$phase" = Succeeded ] || [ "$phase" = Failed ]; then break; fi
+    sleep 2
+  done
+  "$KUBECTL" -n default logs "$pod"
+  "$KUBECTL" -n default delete pod "$pod" --wait=false >/dev/null
+  [ "$phase" = Succeeded ]
+}
+# Through the metrics Service (what the ServiceMonitor scrapes): one of the replicas answers.
+scrape "http://agentrun-operator-metrics.$NS.svc:8080/metrics" | grep -E '^leader_election_master_status'
+# Every replica by pod address: exactly one leader, and the sample counted once.
+urls=$("$KUBECTL" -n "$NS" get pods -l app.kubernetes.io/name=agentrun-operator,control-plane=controller-manager \
+  -o jsonpath='{range .items[*]}http://{.status.podIP}:8080/metrics {end}')
+# shellcheck disable=SC2086 # one argument per URL
+metrics=$(scrape $urls)
+# sum NAME [LABEL...]: the total of the series of NAME that carry every LABEL.
+sum() { awk -v name="$1" -v labels="${*:2}" 'index($0, name "{") == 1 {
+    n = split(labels, want, " "); for (i = 1; i <= n; i++) if (index($0, want[i]) == 0) next
+    total += $NF } END { print total + 0 }' <<<"$metrics"; }
+leaders=$(sum leader_election_master_status)
+succeeded=$(sum agent_runs_total 'agent="noop"' 'status="succeeded"')
+echo "leaders: $leaders, agent_runs_total{agent=\"noop\",status=\"succeeded\"}: $succeeded"
+if [ "$leaders" != 1 ] || [ "$succeeded" != 1 ]; then
+  echo "expected 1 leader and 1 succeeded noop run"
+  exit 1
+fi
+
+step "PASSED"

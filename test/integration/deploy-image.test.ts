@@ -1,0 +1,147 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+
+/**
+ * The Dockerfile, .dockerignore and the kind lane, checked without a container engine (there is
+ * none in CI): the image is built from the pinned Node.js, ships production dependencies and
+ * compiled JavaScript only, runs as a numeric non-root user the way the Deployment starts it, and
+ * `make test-e2e` skips cleanly where Docker or kind is missing.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
+const run = promisify(execFile);
+
+interface Stage {
+  from: string;
+  name: string | undefined;
+  lines: string[];
+}
+
+/** The Dockerfile's instructions (continuations joined, comments dropped), split into stages. */
+function stages(): { args: Map<string, string>; stages: Stage[] } {
+  const lines = read('Dockerfile')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+  const args = new Map<string, string>();
+  const result: Stage[] = [];
+  for (const line of lines) {
+    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?$/i.exec(line);
+    if (from?.[1]) result.push({ from: from[1], name: from[2], lines: [] });
+    else if (result.length === 0) {
+      const arg = /^ARG\s+(\w+)=(\S+)$/.exec(line);
+      if (arg?.[1] && arg[2]) args.set(arg[1], arg[2]);
+    } else result.at(-1)?.lines.push(line);
+  }
+  return { args, stages: result };
+}
+
+const dockerfile = stages();
+const final = dockerfile.stages.at(-1) as Stage;
+/** COPY sources of the final stage, by the stage they come from ('' for the build context). */
+const copies = final.lines.flatMap((line) => {
+  const copy = /^COPY\s+(?:--from=(\S+)\s+)?(\S+)\s+\S+$/.exec(line);
+  return copy?.[2] ? [{ from: copy[1] ?? '', source: copy[2] }] : [];
+});
+
+describe('Dockerfile', () => {
+  it('builds every stage from the Node.js of .nvmrc, by tag', () => {
+    expect(dockerfile.args.get('NODE_VERSION')).toBe(read('.nvmrc').trim());
+    expect(dockerfile.args.get('NODE_VERSION')).toMatch(/^24\./);
+    for (const stage of dockerfile.stages) {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a Dockerfile variable
+      expect(stage.from).toBe('node:${NODE_VERSION}-slim');
+    }
+    expect(dockerfile.stages.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('compiles TypeScript in a build stage and installs production dependencies apart', () => {
+    const build = dockerfile.stages.find((s) =>
+      s.lines.some((l) => l.includes('tsc -p tsconfig.build.json')),
+    );
+    expect(build?.name).toBeDefined();
+    const deps = dockerfile.stages.find((s) => s.lines.some((l) => /npm ci .*--omit=dev/.test(l)));
+    expect(deps?.name).toBeDefined();
+    expect(copies).toContainEqual({ from: build?.name, source: '/src/dist' });
+    expect(copies).toContainEqual({ from: deps?.name, source: '/src/node_modules' });
+  });
+
+  it('ships compiled JavaScript, crds/, migrations/ and package.json, and no sources or tools', () => {
+    const pkg = JSON.parse(read('package.json')) as { files: string[] };
+    const fromContext = copies.filter((c) => c.from === '').map((c) => c.source);
+    expect(fromContext.sort()).toEqual(
+      ['package.json', ...pkg.files.filter((f) => f !== 'dist')].sort(),
+    );
+    expect(pkg.files).toContain('dist');
+    expect(final.lines.join('\n')).not.toMatch(/\bnpm (ci|install)\b|\btsc\b|COPY src/);
+    // The package managers of the base image are removed.
+    expect(final.lines.find((l) => l.startsWith('RUN rm -rf'))).toMatch(
+      /\/usr\/local\/lib\/node_modules .*\/usr\/local\/bin\/npm .*\/usr\/local\/bin\/npx/,
+    );
+  });
+
+  it('runs `node dist/cli/main.js run` as a numeric non-root user', () => {
+    const user = final.lines.find((l) => l.startsWith('USER '))?.slice(5) ?? '';
+    expect(user).toMatch(/^\d+(:\d+)?$/);
+    expect(Number(user.split(':')[0])).toBeGreaterThan(0);
+    expect(final.lines).toContain('ENTRYPOINT ["node", "dist/cli/main.js"]');
+    expect(final.lines).toContain('CMD ["run"]');
+    // The Deployment passes the same command explicitly.
+    const deployment = parseAllDocuments(read('deploy/manager/manager.yaml'))
+      .map((d) => d.toJS())
+      .find((o) => o.kind === 'Deployment');
+    expect(deployment.spec.template.spec.containers[0].args).toEqual(['run']);
+  });
+
+  it('.dockerignore lets in only what the Dockerfile copies from the context', () => {
+    const entries = read('.dockerignore')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'));
+    expect(entries[0]).toBe('*');
+    const allowed = entries.slice(1).map((entry) => {
+      expect(entry.startsWith('!'), entry).toBe(true);
+      return entry.slice(1);
+    });
+    const built = dockerfile.stages
+      .flatMap((s) => s.lines)
+      .flatMap((line) => {
+        const copy = /^COPY\s+(?!--from)(.+)\s+\S+$/.exec(line);
+        return copy?.[1] ? copy[1].split(/\s+/) : [];
+      });
+    expect([...new Set(built)].sort()).toEqual(allowed.sort());
+  });
+});
+
+describe('make targets', () => {
+  const env = { ...process.env, MAKEFLAGS: '', MAKELEVEL: '' };
+
+  it('docker-build tags the image the manifests name, with the Node.js of .nvmrc', async () => {
+    const { stdout } = await run('make', ['-n', 'docker-build'], { cwd: ROOT, env });
+    const version = (JSON.parse(read('package.json')) as { version: string }).version;
+    expect(stdout.trim()).toBe(
+      `docker build --build-arg NODE_VERSION=${read('.nvmrc').trim()} -t agentrun-operator:${version} .`,
+    );
+    expect(read('deploy/manager/manager.yaml')).toContain(`image: agentrun-operator:${version}\n`);
+  });
+
+  it('make test does not run the kind lane', async () => {
+    const { stdout } = await run('make', ['-n', 'test'], { cwd: ROOT, env });
+    expect(stdout).not.toMatch(/e2e/);
+  });
+
+  it('make test-e2e skips with a message, and succeeds, without a container engine', async () => {
+    const { stdout } = await run('make', ['-s', 'test-e2e', 'CONTAINER_TOOL=no-such-docker'], {
+      cwd: ROOT,
+      env,
+    });
+    expect(stdout).toMatch(/^test-e2e: SKIPPED: no no-such-docker command$/m);
+  });
+});
