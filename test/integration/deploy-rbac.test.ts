@@ -18,6 +18,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
 import {
@@ -27,6 +28,7 @@ import {
   mintUser,
 } from '../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../support/kube.ts';
+import { startOperator } from '../support/operator.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -573,5 +575,51 @@ describe('people bound to agentrun-viewer, agentrun-editor and agentrun-admin', 
         user.name,
       ).toBe(403);
     }
+  });
+});
+
+describe('the operator, running as its ServiceAccount with only the roles in deploy/', () => {
+  it('runs, cancels, deletes and expires runs, records Events and holds its Lease', async () => {
+    const namespace = await createNamespace(admin, 'deploy-rbac-life');
+    const op = await startOperator({
+      kubeConfig: operator,
+      namespace,
+      env: {
+        LEADER_ELECT: 'true',
+        LEADER_ELECTION_NAMESPACE: home,
+        // Not the default name: a test above leaves a Lease of that name held by "pod-b".
+        LEADER_ELECTION_ID: 'agentrun-lifecycle-test',
+        LEASE_DURATION_SECONDS: '3',
+        RENEW_DEADLINE_SECONDS: '2',
+        RETRY_PERIOD_SECONDS: '1',
+      },
+    });
+    await waitFor('the Lease', async () => (op.isLeader ? true : undefined), { timeoutMs: 15_000 });
+    const runs = new AgentRuns(admin, namespace);
+
+    await runs.create('ok', { agent: 'noop', ttlSecondsAfterFinished: 1 });
+    await runs.create('canceled', { agent: 'noop', params: { delayMs: 60_000 } });
+    await runs.create('deleted', { agent: 'noop', params: { delayMs: 60_000 } });
+    await runs.waitForPhase('ok', 'Succeeded');
+    await runs.waitForPhase('canceled', 'Running');
+    await runs.cancel('canceled');
+    await runs.waitForPhase('canceled', 'Canceled');
+    // Long enough to hold the finalizer: deletion waits for the handler to be aborted.
+    await runs.waitUntil('deleted', 'finalizer', (r) =>
+      (r.metadata.finalizers ?? []).includes('agents.applylens.io/run-protection'),
+    );
+    await runs.delete('deleted');
+    await runs.waitForDeletion('deleted');
+    // TTL: the operator deletes the finished run itself.
+    await runs.waitForDeletion('ok');
+
+    const events = await admin
+      .makeApiClient(EventsV1Api)
+      .listNamespacedEvent({ namespace, fieldSelector: 'regarding.name=canceled' });
+    expect(events.items.map((e) => e.reason).sort()).toEqual(['Canceled', 'Started']);
+    const lease = await admin
+      .makeApiClient(CoordinationV1Api)
+      .readNamespacedLease({ namespace: home, name: 'agentrun-lifecycle-test' });
+    expect(lease.spec?.holderIdentity).toBeTruthy();
   });
 });

@@ -3,7 +3,7 @@ import { afterEach } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { RunEvents } from '../../src/controller/reconciler.ts';
 import type { Handler } from '../../src/handlers/handler.ts';
-import { silentLogger } from '../../src/log.ts';
+import { createLogger, type LogLevel, silentLogger } from '../../src/log.ts';
 import { createOperator, type Operator } from '../../src/operator.ts';
 
 const running = new Set<Operator>();
@@ -41,7 +41,10 @@ export async function startOperator(options: TestOperatorOptions): Promise<Opera
   });
   const operator = await createOperator({
     config,
-    logger: silentLogger(),
+    // TEST_OPERATOR_LOG=debug shows the operator's logs when a test needs explaining.
+    logger: process.env['TEST_OPERATOR_LOG']
+      ? createLogger(process.env['TEST_OPERATOR_LOG'] as LogLevel)
+      : silentLogger(),
     kubeConfig: options.kubeConfig,
     ...(options.handlers ? { handlers: options.handlers } : {}),
     ...(options.events ? { events: options.events } : {}),
