@@ -1,19 +1,27 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from '../config/config.ts';
 import { createLogger } from '../log.ts';
-import { createOperator, LeadershipLostError } from '../operator.ts';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
+import { auditCommand } from './audit-command.ts';
+import { processIo, reportError } from './command.ts';
+import { migrateCommand } from './migrate-command.ts';
 
 const usage = `Usage: ${OPERATOR_NAME} <command> [flags]
 
 Commands:
   run        run the operator (configuration: environment variables or --flags, see docs/configuration.md)
+  migrate    apply, revert or show the audit log's schema migrations (up|down|status)
+  audit      read the audit log: get <run-id>, ls [filters]
   version    print the version
+
+Run '${OPERATOR_NAME} <command> --help' for a command's flags (docs/cli.md).
 `;
 
 async function run(argv: readonly string[]): Promise<number> {
   const config = loadConfig(process.env, argv);
   const logger = createLogger(config.LOG_LEVEL);
+  // Loaded here, not at the top: the other commands need neither Kubernetes nor the handlers.
+  const { createOperator, LeadershipLostError } = await import('../operator.ts');
   const operator = await createOperator({ config, logger });
   const stop = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'shutting down');
@@ -40,6 +48,10 @@ async function main(argv: readonly string[]): Promise<number> {
       return 0;
     case 'run':
       return run(rest);
+    case 'migrate':
+      return migrateCommand(rest, processIo);
+    case 'audit':
+      return auditCommand(rest, processIo);
     case undefined:
     case 'help':
     case '--help':
@@ -57,6 +69,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
+    // Usage mistakes (exit 2) and runtime failures of migrate/audit (exit 1) are one line.
+    const code = reportError(error, OPERATOR_NAME, processIo);
+    if (code !== undefined) {
+      process.exitCode = code;
+      return;
+    }
     // Configuration mistakes get a clean message, not a stack trace.
     if (error instanceof ConfigError) console.error(`${OPERATOR_NAME}: ${error.message}`);
     else console.error(error);
