@@ -1,19 +1,17 @@
 import { hostname } from 'node:os';
 import {
   ApiException,
-  type ConfigurationOptions,
   EventsV1Api,
   type EventsV1Event,
   type EventsV1EventSeries,
   type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
   PatchStrategy,
   setHeaderOptions,
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
 import { describeKubeError } from './kube-errors.ts';
+import { withSignal } from './request-options.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /** events.k8s.io/v1 limits (k8s.io/kubernetes pkg/apis/core/validation/events.go). */
@@ -555,19 +553,6 @@ export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch, withSignal(signal)),
       ),
   };
-}
-
-/** Per-call options that bound a request by `signal`. */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
-  const middleware: ObservableMiddleware = {
-    pre: (context) => {
-      context.setSignal(signal);
-      return new Observable(Promise.resolve(context));
-    },
-    post: (context) => new Observable(Promise.resolve(context)),
-  };
-  // 'append' keeps the client's own middleware (User-Agent); the default would replace it.
-  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
 /** A sleep on the global timers (so fake timers drive it), ended early by `signal`. */

@@ -1,12 +1,6 @@
-import {
-  ApiException,
-  CustomObjectsApi,
-  type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
-  Watch,
-} from '@kubernetes/client-node';
+import { ApiException, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
 import { isRecord } from './kube-object.ts';
+import { withSignal } from './request-options.ts';
 
 /** One page of a list: raw objects as decoded from JSON, which the caller may modify. */
 export interface ListPage {
@@ -126,10 +120,7 @@ export class KubeListWatch implements ListWatch {
       limit: options.limit,
       ...(options.continueToken ? { _continue: options.continueToken } : {}),
     };
-    const config = {
-      middleware: [abortWith(options.signal)],
-      middlewareMergeStrategy: 'append' as const,
-    };
+    const config = withSignal(options.signal);
     let body: unknown;
     try {
       body = namespace
@@ -194,17 +185,6 @@ export class KubeListWatch implements ListWatch {
 
 function isWatchEventType(type: string): type is WatchEventType {
   return type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED' || type === 'BOOKMARK';
-}
-
-/** Hands the abort signal to the request client-node is about to send. */
-function abortWith(signal: AbortSignal): ObservableMiddleware {
-  return {
-    pre: (request) => {
-      request.setSignal(signal);
-      return new Observable(Promise.resolve(request));
-    },
-    post: (response) => new Observable(Promise.resolve(response)),
-  };
 }
 
 function parseListPage(body: unknown, path: string): ListPage {

@@ -6,14 +6,13 @@ import {
   type ConfigurationOptions,
   CoordinationV1Api,
   type KubeConfig,
-  Observable,
-  type ObservableMiddleware,
   type V1Lease,
   type V1LeaseSpec,
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
 import { describeKubeError } from './kube-errors.ts';
+import { withSignal } from './request-options.ts';
 
 /** controller-runtime's defaults (pkg/manager: LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s). */
 export const LEADER_ELECTION_DEFAULTS = {
@@ -560,19 +559,6 @@ function validate(elector: LeaderElector): void {
   if (problems.length > 0) {
     throw new RangeError(`invalid leader election settings: ${problems.join('; ')}`);
   }
-}
-
-/** Per-call options that bound a request (and reading its body) by `signal`. */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
-  const middleware: ObservableMiddleware = {
-    pre: (context) => {
-      context.setSignal(signal);
-      return new Observable(Promise.resolve(context));
-    },
-    post: (context) => new Observable(Promise.resolve(context)),
-  };
-  // 'append' keeps the client's own middleware (User-Agent); the default would replace it.
-  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
 function statusOf(error: unknown): number | undefined {
