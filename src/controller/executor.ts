@@ -142,10 +142,15 @@ export class Executor {
     };
 
     if (execution.deadline) {
-      const ms = Math.max(0, execution.deadline.getTime() - Date.now());
-      running.timers.push(
-        setTimeout(() => this.abort(execution.uid, 'TimedOut', 'exceeded its timeoutSeconds'), ms),
-      );
+      const deadline = execution.deadline.getTime();
+      // Timers run on a monotonic clock and may fire a millisecond before the wall clock reaches
+      // the deadline; wait out the rest, so a run never ends TimedOut before its time.
+      const arm = () => {
+        const ms = deadline - Date.now();
+        if (ms <= 0) this.abort(execution.uid, 'TimedOut', 'exceeded its timeoutSeconds');
+        else running.timers.push(setTimeout(arm, ms));
+      };
+      running.timers.push(setTimeout(arm, Math.max(0, deadline - Date.now())));
     }
     const { onLongRunning, longRunningAfterMs } = this.#options;
     if (onLongRunning && longRunningAfterMs !== undefined) {
