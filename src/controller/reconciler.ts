@@ -141,12 +141,13 @@ export class Reconciler {
   async reconcile(key: string): Promise<ReconcileResult> {
     try {
       const cached = this.#o.store.get(key);
-      if (!cached) {
-        // Deleted without our finalizer (it finished or started moments ago): stop its handler.
-        const uid = this.executor.executingUid(key);
-        if (uid) this.executor.abort(uid, 'Canceled', 'deleted while running');
-        return {};
+      // Deleted without our finalizer (it started moments ago), or deleted and re-created under
+      // the same name: the run being executed is gone, so stop its handler.
+      const executingUid = this.executor.executingUid(key);
+      if (executingUid && executingUid !== cached?.metadata.uid) {
+        this.executor.abort(executingUid, 'Canceled', 'deleted while running');
       }
+      if (!cached) return {};
       let run = this.#newest(cached);
       const pending = this.#unwritten.get(run.metadata.uid);
       if (pending) run = await this.#write(run, pending);
