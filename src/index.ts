@@ -10,6 +10,7 @@ export { API_VERSION, GROUP, KIND, PLURAL, parseAgentRun, VERSION } from './api/
 export type { Condition } from './api/conditions.ts';
 export { ConditionType } from './api/conditions.ts';
 export { Reason } from './api/reasons.ts';
+export * from './audit/index.ts';
 export type { Config } from './config/config.ts';
 export { ConfigError, loadConfig } from './config/config.ts';
 export type { RunEvents, RunObserver } from './controller/reconciler.ts';

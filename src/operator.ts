@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
-import { AgentAuditor } from './audit/auditor.ts';
+import { AgentAuditor, setAuditor } from './audit/auditor.ts';
 import { migrate } from './audit/migrate.ts';
 import { RetentionJob } from './audit/retention.ts';
 import { type Config, loadConfig, requireDatabase } from './config/config.ts';
@@ -86,6 +86,8 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     // down at start-up must not keep runs from running: the operator starts anyway, rows queue,
     // and the operator retries the migration in the background (see Operator.start).
     pendingMigration = config.AUDIT_MIGRATE && !(await tryMigrate(auditor, logger));
+    // The seed's get_auditor(): library code in the same process reads through this one.
+    setAuditor(auditor);
   }
   return new Operator(
     config,
