@@ -7,6 +7,7 @@ import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
 import { startOperator } from '../support/operator.ts';
+import { tableRows } from '../support/table.ts';
 
 const run = promisify(execFile);
 const plane = controlPlane();
@@ -17,12 +18,7 @@ const kubectl = async (...args: string[]) =>
   (await run(plane.kubectl, ['--kubeconfig', plane.adminKubeconfig, '-n', namespace, ...args]))
     .stdout;
 
-/** kubectl's table as rows of whitespace-separated cells (objective has no spaces here). */
-const table = (text: string) =>
-  text
-    .trim()
-    .split('\n')
-    .map((line) => line.trim().split(/\s{2,}/));
+const table = tableRows;
 
 beforeAll(async () => {
   await installCrd(plane);

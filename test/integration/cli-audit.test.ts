@@ -8,6 +8,7 @@ import { migrate } from '../../src/audit/migrate.ts';
 import { silentLogger } from '../../src/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 import { freePort } from '../support/ports.ts';
+import { firstColumn, tableRows } from '../support/table.ts';
 
 /**
  * `agentrun-operator migrate` and `agentrun-operator audit`, run as real processes (the CLI from
@@ -64,18 +65,9 @@ function where(url: string): string {
   return `${u.hostname}:${u.port || '5432'}${decodeURIComponent(u.pathname)}`;
 }
 
-/** Table output as rows of cells (cells never contain two spaces in a row here). */
-const table = (text: string) =>
-  text
-    .trimEnd()
-    .split('\n')
-    .map((line) => line.split(/\s{2,}/));
-
-/** The first column (RUN-ID) of each data row. */
-const runIds = (text: string) =>
-  table(text)
-    .slice(1)
-    .map((row) => row[0]);
+const table = tableRows;
+/** The RUN-ID of each data row. */
+const runIds = firstColumn;
 
 describe('agentrun-operator migrate', () => {
   let url = '';

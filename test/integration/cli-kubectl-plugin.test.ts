@@ -14,6 +14,7 @@ import { controlPlane, useFreshDatabase } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
 import { startOperator } from '../support/operator.ts';
+import { firstColumn, tableRows } from '../support/table.ts';
 
 /**
  * The kubectl plugin: plugins/kubectl-agentrun run directly (process.execPath + the launcher)
@@ -67,15 +68,9 @@ const plugin = (args: readonly string[], env: Record<string, string | undefined>
 const kubectl = (args: readonly string[], env: Record<string, string | undefined> = {}) =>
   exec(plane.kubectl, args, { DATABASE_URL: db.url, KUBECONFIG: kubeconfig, ...env });
 
-const table = (text: string) =>
-  text
-    .trimEnd()
-    .split('\n')
-    .map((line) => line.split(/\s{2,}/));
-const runIds = (text: string) =>
-  table(text)
-    .slice(1)
-    .map((row) => row[0]);
+const table = tableRows;
+/** The RUN-ID of each data row. */
+const runIds = firstColumn;
 
 let ns = '';
 let other = '';
