@@ -72,8 +72,21 @@ await waitFor(
   { timeoutMs: 60_000, intervalMs: 500 },
 ).catch(() => console.error('(some samples are still running)'));
 
+const databaseUrl = process.env['DATABASE_URL'] ?? postgres?.url() ?? '';
+// The audit log has the same runs (give the rows a moment to land).
+await new Promise((done) => setTimeout(done, 1_000));
+const auditRows = await run(process.execPath, [join(root, 'src/cli/main.ts'), 'audit', 'ls'], {
+  env: { ...process.env, DATABASE_URL: databaseUrl },
+}).then(
+  (result) => result.stdout,
+  (error: unknown) =>
+    `(audit ls failed: ${error instanceof Error ? error.message : String(error)})\n`,
+);
+
 console.log(`$ kubectl get agentruns -o wide
 ${await kubectl('get', 'agentruns', '-n', 'default', '-o', 'wide')}
+$ agentrun-operator audit ls        # the durable record in PostgreSQL
+${auditRows}
 agentrun-operator is running against a local control plane (kube-apiserver ${plane.info.server}).
 
   export KUBECONFIG=${kubeconfig}
@@ -82,7 +95,7 @@ agentrun-operator is running against a local control plane (kube-apiserver ${pla
   kubectl apply -f deploy/samples/noop-hello.yaml
   kubectl wait --for=condition=Succeeded agentrun/hello
   tail -f ${logFile}
-${postgres ? `\nPostgreSQL (throwaway): export DATABASE_URL=${postgres.url()}\n` : ''}
+${postgres ? `\nPostgreSQL (throwaway, data under ${devDir}): export DATABASE_URL=${postgres.url()}\n  node src/cli/main.ts audit ls     # or: kubectl agentrun history (with plugins/ on PATH)\n` : ''}
 Press Ctrl-C to stop everything and remove its data.`);
 
 // Keeps the event loop alive until a signal arrives.
