@@ -1,37 +1,10 @@
 // http.check against a real HTTP server on 127.0.0.1: no fetch mocks.
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
 import type { HttpCheckOptions } from '../../../src/handlers/http-check.ts';
 import { httpCheckHandler } from '../../../src/handlers/http-check.ts';
 import { silentLogger } from '../../../src/log.ts';
-
-type Seen = { method: string; path: string; headers: IncomingMessage['headers'] };
-type Respond = (req: IncomingMessage, res: ServerResponse) => void;
-
-const servers: Server[] = [];
-
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-});
-
-/** A server on a free 127.0.0.1 port that records every request it receives. */
-async function serve(respond: Respond): Promise<{ origin: string; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    seen.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
-    respond(req, res);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { origin: `http://127.0.0.1:${port}`, seen };
-}
+import { type Respond, serve } from '../../support/recording-server.ts';
 
 function status(code: number, delayMs = 0): Respond {
   return (_req, res) => {
@@ -353,9 +326,7 @@ describe('http.check against a server', () => {
   it('explains a refused connection', async () => {
     const server = await serve(status(200));
     const url = server.origin;
-    const closing = servers.pop();
-    closing?.closeAllConnections();
-    await new Promise((resolve) => closing?.close(resolve));
+    await server.close();
     await expect(check({ url })).rejects.toThrow(`GET ${url}/ failed: connect ECONNREFUSED`);
   });
 });

@@ -1,47 +1,11 @@
 // Webhook handlers against a real HTTP server on 127.0.0.1: no fetch mocks.
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
 import type { WebhookOptions } from '../../../src/handlers/webhook.ts';
 import { WEBHOOK_MAX_RESPONSE_BYTES, webhookHandler } from '../../../src/handlers/webhook.ts';
 import { createLogger, silentLogger } from '../../../src/log.ts';
-
-type Seen = { method: string; path: string; headers: IncomingMessage['headers']; body: string };
-type Respond = (req: IncomingMessage, res: ServerResponse) => void;
-
-const servers: Server[] = [];
-
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-});
-
-/** A server on a free 127.0.0.1 port that records each request and its body, then responds. */
-async function serve(respond: Respond): Promise<{ origin: string; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      seen.push({
-        method: req.method ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
-      });
-      respond(req, res);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { origin: `http://127.0.0.1:${port}`, seen };
-}
+import { type Respond, serve } from '../../support/recording-server.ts';
 
 function reply(status: number, body: string, contentType = 'application/json'): Respond {
   return (_req, res) => res.writeHead(status, { 'content-type': contentType }).end(body);
@@ -329,9 +293,7 @@ describe('webhook against a server', () => {
 
   it('reports a refused connection without the URL', async () => {
     const server = await serve(reply(200, '{}'));
-    const closing = servers.pop();
-    closing?.closeAllConnections();
-    await new Promise((resolve) => closing?.close(resolve));
+    await server.close();
     const message = await failure(
       call(server.origin, {}, {}, { url: `${server.origin}/hook?token=s3cret` }),
     );
