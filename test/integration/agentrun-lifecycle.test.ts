@@ -94,6 +94,15 @@ describe('AgentRun lifecycle', () => {
     const succeeded = run.status?.conditions?.find((c) => c.type === 'Succeeded');
     expect(succeeded?.reason).toBe('InvalidParams');
     expect(succeeded?.message).toContain('params.delayMs');
+
+    // Under the CRD's 64-key cap but over the 64 KiB one that only the operator can measure.
+    await runs.create('huge', { agent: 'noop', params: { blob: 'x'.repeat(70_000) } });
+    const huge = await runs.waitForPhase('huge', 'Failed');
+    expect(condition(huge)?.reason).toBe('InvalidParams');
+    expect(condition(huge)?.message).toMatch(
+      /^spec\.params is 700\d\d bytes of JSON; the limit is 65536$/,
+    );
+    expect(huge.status?.attempts ?? 0).toBe(0);
   });
 
   it('times out a handler that runs past timeoutSeconds, aborting it', async () => {
