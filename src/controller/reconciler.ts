@@ -393,7 +393,10 @@ export class Reconciler {
     const final = recorded
       ? withAudited(status, run, AuditReason.Recorded, 'the audit row is committed', this.#now())
       : withAudited(status, run, AuditReason.Pending, 'the audit row is queued', this.#now());
-    if (!recorded) this.#auditAwaited.add(uid);
+    if (!recorded) {
+      this.#auditAwaited.add(uid);
+      await this.#holdForAudit(key, run);
+    }
     const written = await this.#write(run, final);
     // The row may have landed while the status was being written.
     if (!recorded && this.#auditCommitted.has(uid)) this.#o.enqueue(key);
@@ -426,6 +429,29 @@ export class Reconciler {
 
   #audited(run: AgentRun, reason: AuditReason, message: string): AgentRunStatus {
     return withAudited(run.status ?? {}, run, reason, message, this.#now());
+  }
+
+  /**
+   * Adds the finalizer before a status that says the row is still pending is written: added
+   * afterwards (by `protect`), a deletion in between would let the object go while its row
+   * exists only in this process's memory. Only taken when the database is slow or down. Best
+   * effort: if it fails, the next reconcile protects the run.
+   */
+  async #holdForAudit(key: string, run: AgentRun): Promise<void> {
+    // `run` was read before the wait for the row; what is known now is newer: our own last write
+    // while the cache lags behind it, else the cache.
+    const cached = this.#o.store.get(key);
+    const latest =
+      this.#written.get(run.metadata.uid) ??
+      (cached?.metadata.uid === run.metadata.uid ? cached : run);
+    const { deletionTimestamp, finalizers } = latest.metadata;
+    if (deletionTimestamp || finalizers?.includes(FINALIZER)) return;
+    try {
+      const held = await this.#o.writer.setFinalizers(latest, [...(finalizers ?? []), FINALIZER]);
+      this.#remember(held);
+    } catch (error) {
+      this.#log(run).debug({ err: error }, 'could not add the finalizer before the outcome');
+    }
   }
 
   /** A handler runs long: make deletion wait for it (and for its outcome to be written). */

@@ -108,6 +108,7 @@ describe('the audit log, through the operator', () => {
       const all = await runs.list();
       return all.filter(audited).length >= 30 ? true : undefined;
     });
+    const recording = await runs.record();
     await outageDb.pause();
     try {
       await create(names.slice(60));
@@ -120,7 +121,7 @@ describe('the audit log, through the operator', () => {
       const during = await runs.list();
       expect(during.every((r) => r.status?.phase === 'Succeeded')).toBe(true);
       expect(during.filter((r) => !audited(r)).length).toBeGreaterThan(0);
-      // Runs whose row is pending are kept by the finalizer (added right after they finish).
+      // Runs whose row is pending are kept by the finalizer (added before they finish).
       await waitFor('every run without its row to hold the finalizer', async () => {
         const waiting = (await runs.list()).filter((r) => !audited(r));
         return waiting.length > 0 &&
@@ -131,6 +132,12 @@ describe('the audit log, through the operator', () => {
     } finally {
       await outageDb.resume();
     }
+    // No moment in which a finished run without its row could have been deleted for good.
+    recording.stop();
+    const unprotected = recording.versions.filter(
+      (r) => terminal(r) && !audited(r) && !(r.metadata.finalizers ?? []).includes(FINALIZER),
+    );
+    expect(unprotected.map((r) => r.metadata.name)).toEqual([]);
     await waitFor(
       'all 200 runs Audited, finalizers released',
       async () => {

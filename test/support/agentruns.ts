@@ -1,4 +1,4 @@
-import { ApiException, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
 import {
   type AgentRun,
   API_VERSION,
@@ -11,16 +11,52 @@ import {
 } from '../../src/api/agentrun.ts';
 import { waitFor } from './wait.ts';
 
+/** Every AgentRun version a watch delivered; `stop` ends it and throws if the watch failed. */
+export interface Recording {
+  readonly versions: readonly AgentRun[];
+  stop(): void;
+}
+
 export type SpecInput = Record<string, unknown> & { agent: string; objective?: string };
 
 /** AgentRun calls for tests, in one namespace, as a user would make them. */
 export class AgentRuns {
   readonly namespace: string;
   readonly #api: CustomObjectsApi;
+  readonly #kc: KubeConfig;
 
   constructor(kc: KubeConfig, namespace: string) {
     this.namespace = namespace;
+    this.#kc = kc;
     this.#api = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  /**
+   * Records every version of every AgentRun in the namespace from now on, as a watch delivers
+   * them (each write is one event), for assertions about states a poll could miss.
+   */
+  async record(): Promise<Recording> {
+    const versions: AgentRun[] = [];
+    let failure: unknown;
+    const request = await new Watch(this.#kc).watch(
+      `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`,
+      { allowWatchBookmarks: false },
+      (type, raw) => {
+        if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+          versions.push(this.#parse(raw));
+        }
+      },
+      (error) => {
+        if (error) failure = error;
+      },
+    );
+    return {
+      versions,
+      stop: () => {
+        request.abort();
+        if (failure) throw new Error(`the recording watch failed: ${String(failure)}`);
+      },
+    };
   }
 
   #ref() {
