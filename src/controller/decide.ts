@@ -49,6 +49,11 @@ export interface AuditView {
   readonly pending: boolean;
   /** How long after finishedAt the finalizer may wait for the row (AUDIT_FINALIZER_DEADLINE). */
   readonly deadlineMs: number;
+  /**
+   * When this process first queued the run's terminal row; undefined if it never did (the run
+   * finished under another process, or before auditing was turned on).
+   */
+  readonly queuedAtMs?: number | undefined;
 }
 
 export interface DecideInput {
@@ -84,12 +89,21 @@ export function decide({ run, executing, now, audit }: DecideInput): Action {
     }
     if (audit && !isAudited(status)) {
       if (audit.committed) return { type: 'markAudited' };
+      // At start-up every finished run without its row gets one try from this process, given
+      // up ones included: the database may be back, and a row is worth more than a condition.
+      if (audit.queuedAtMs === undefined && !audit.pending) return { type: 'audit' };
       const abandoned =
         findCondition(status?.conditions, ConditionType.Audited)?.reason === AuditReason.Abandoned;
       if (!abandoned) {
         // The deadline holds whatever the queue does: a row it refuses (full, or data the
-        // database rejects) must not pin the run, its deletion or its TTL forever.
-        const giveUpAt = Date.parse(status?.finishedAt ?? '') + audit.deadlineMs;
+        // database rejects) must not pin the run, its deletion or its TTL forever. It counts
+        // from finishedAt, or from this process's first try if that is later: a run found
+        // unaudited after a long operator outage is not given up before its row was tried.
+        const since = Math.max(
+          Date.parse(status?.finishedAt ?? ''),
+          audit.queuedAtMs ?? Number.NEGATIVE_INFINITY,
+        );
+        const giveUpAt = since + audit.deadlineMs;
         if (!(giveUpAt > now.getTime())) return { type: 'abandonAudit' };
         if (!audit.pending) return { type: 'audit' };
         if (!holdsFinalizer && !deleting) return { type: 'protect' };

@@ -113,6 +113,8 @@ export class Reconciler {
   readonly #claimed = new Map<string, AgentRun>();
   /** uids whose terminal audit row this process saw committed. */
   readonly #auditCommitted = new Set<string>();
+  /** uid -> when this process first queued the run's terminal row (see AuditView.queuedAtMs). */
+  readonly #auditQueuedAt = new Map<string, number>();
   /** uids whose status was written with Audited=False: look again when the row lands. */
   readonly #auditAwaited = new Set<string>();
   /** False after a row missed syncWaitMs; terminal writes then stop waiting until one commits. */
@@ -157,6 +159,7 @@ export class Reconciler {
       if (audit && isAudited(run.status)) {
         this.#auditCommitted.delete(uid);
         this.#auditAwaited.delete(uid);
+        this.#auditQueuedAt.delete(uid);
       }
       const action = decide({
         run,
@@ -166,6 +169,7 @@ export class Reconciler {
           committed: this.#auditCommitted.has(uid),
           pending: audit.sink.isPending(uid),
           deadlineMs: audit.deadlineMs,
+          queuedAtMs: this.#auditQueuedAt.get(uid),
         },
       });
       return await this.#act(key, run, action);
@@ -180,6 +184,7 @@ export class Reconciler {
     this.#unwritten.delete(uid);
     this.#auditCommitted.delete(uid);
     this.#auditAwaited.delete(uid);
+    this.#auditQueuedAt.delete(uid);
   }
 
   async #act(key: string, run: AgentRun, action: Action): Promise<ReconcileResult> {
@@ -414,6 +419,8 @@ export class Reconciler {
     if (!audit) return Promise.resolve(false);
     const uid = run.metadata.uid;
     const terminal = isTerminal(status);
+    if (terminal && !this.#auditQueuedAt.has(uid))
+      this.#auditQueuedAt.set(uid, this.#now().getTime());
     return audit.sink.write(auditRecord(run, status, artifacts)).then((ok) => {
       if (!terminal) return ok;
       if (ok) {

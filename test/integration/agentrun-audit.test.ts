@@ -1,3 +1,4 @@
+import { EventsV1Api } from '@kubernetes/client-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentRun } from '../../src/api/agentrun.ts';
@@ -177,6 +178,50 @@ describe('the audit log, through the operator', () => {
     const runs = new AgentRuns(kc, namespace);
     const done = await runs.waitUntil('orphaned', 'Audited', audited);
     expect(await rows(url, 'run_id = $1', [done.metadata.uid])).toHaveLength(1);
+  });
+
+  it('gives a row up after the deadline (Warning, finalizer released), and a restarted operator records it after all', async () => {
+    const namespace = await createNamespace(kc, 'audit-abandon');
+    const url = outageDb.url();
+    const runs = new AgentRuns(kc, namespace);
+    const deadline = { AUDIT_FINALIZER_DEADLINE_SECONDS: '2' };
+    await outageDb.pause();
+    let uid = '';
+    try {
+      const operator = await startOperator({
+        kubeConfig: kc,
+        namespace,
+        env: { ...operatorEnv(url), ...deadline },
+      });
+      uid = (await runs.create('lost', { agent: 'noop' })).metadata.uid;
+      const given = await runs.waitUntil(
+        'lost',
+        'Audited False/Abandoned, finalizer released',
+        (r) =>
+          r.status?.conditions?.find((c) => c.type === 'Audited')?.reason === 'Abandoned' &&
+          !(r.metadata.finalizers ?? []).includes(FINALIZER),
+      );
+      expect(given.status?.phase).toBe('Succeeded');
+      const warning = await waitFor('the AuditLost Warning', async () => {
+        const list = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({
+          namespace,
+          fieldSelector: 'regarding.name=lost',
+        });
+        return list.items.find((e) => e.reason === 'AuditLost');
+      });
+      expect(warning.type).toBe('Warning');
+      expect(warning.note).toBe('the audit row was not written within 2 s; letting the run go');
+      await operator.stop();
+    } finally {
+      await outageDb.resume();
+    }
+    // "At start-up the operator re-audits finished runs whose Audited is not True."
+    await startOperator({ kubeConfig: kc, namespace, env: { ...operatorEnv(url), ...deadline } });
+    const done = await runs.waitUntil('lost', 'Audited', audited);
+    const [row, ...more] = await rows(url, 'run_id = $1', [uid]);
+    expect(more).toHaveLength(0);
+    expect(row).toMatchObject({ name: 'lost', status: 'succeeded', reason: 'Succeeded' });
+    expect(row.finished_at.toISOString()).toBe(done.status?.finishedAt);
   });
 
   it('a deleted run whose row is pending stays until the row is written', async () => {

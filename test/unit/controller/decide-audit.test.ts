@@ -65,8 +65,17 @@ function stateName(state: AuditedState): string {
   return state === undefined ? 'no Audited condition' : `Audited ${state}`;
 }
 
-function view(committed: boolean, pending: boolean, deadlineMs = DEADLINE): AuditView {
-  return { committed, pending, deadlineMs };
+/**
+ * What this process knows of the row. By default it queued the row when the run finished, as
+ * the process that ends a run does; `queuedAtMs: undefined` is a process that never tried.
+ */
+function view(
+  committed: boolean,
+  pending: boolean,
+  deadlineMs = DEADLINE,
+  queuedAtMs = FINISHED_AT.getTime(),
+): AuditView {
+  return { committed, pending, deadlineMs, queuedAtMs };
 }
 
 /** Every committed/pending combination, with the deadline far off and already passed (0). */
@@ -259,19 +268,98 @@ describe('decide, terminal run, not committed and not pending -> audit', () => {
     ).toStrictEqual(AUDIT);
   });
 
-  // See the report: the deadline is only checked while the row is pending, so a row the sink
-  // refuses (queue full, or refused for good) is re-audited forever and a held finalizer is
-  // never released. What decide() should return here is not settled.
-  it('not pending after the deadline (the sink refused the row): abandoned, never re-audited forever', () => {
+  // A row the sink refuses (queue full, or refused for good) is queued again until the deadline,
+  // then given up, so that a held finalizer is released rather than kept forever.
+  it('not pending after the deadline (the sink refused the row): abandoned, not re-audited forever', () => {
     const run = finished(protectedRun(agentRun()), 'Succeeded', T0);
+    const refused = view(false, false, DEADLINE, T0.getTime());
     for (const late of [0, 1, 60 * SECOND]) {
       expect(
-        decide({ run, executing: false, now: at(DEADLINE + late), audit: view(false, false) }),
+        decide({ run, executing: false, now: at(DEADLINE + late), audit: refused }),
       ).toStrictEqual(ABANDON);
     }
+    expect(decide({ run, executing: false, now: at(DEADLINE - 1), audit: refused })).toStrictEqual(
+      AUDIT,
+    );
+  });
+});
+
+describe('decide, terminal run, never queued by this process (start-up) -> audit', () => {
+  const neverTried = (committed: boolean, deadlineMs = DEADLINE): AuditView => ({
+    committed,
+    pending: false,
+    deadlineMs,
+  });
+
+  it.each(CASES)('%s', (_name, reason, shape) => {
+    // Not yet audited, or given up by an earlier process: one more try, at any age.
+    for (const audited of [...NOT_YET_AUDITED, AuditReason.Abandoned]) {
+      const run = ended(reason, shape, audited);
+      for (const deadlineMs of [DEADLINE, 0]) {
+        expect(
+          decide({
+            run,
+            executing: false,
+            now: nowOf(shape),
+            audit: neverTried(false, deadlineMs),
+          }),
+          `${stateName(audited)}, deadline ${deadlineMs}`,
+        ).toStrictEqual(AUDIT);
+      }
+      // A commit seen here still wins.
+      expect(
+        decide({ run, executing: false, now: nowOf(shape), audit: neverTried(true) }),
+      ).toStrictEqual(MARK_AUDITED);
+    }
+  });
+
+  it('a run already Audited is left alone', () => {
+    const run = ended('Succeeded', SHAPES[0] as Shape, AuditReason.Recorded);
     expect(
-      decide({ run, executing: false, now: at(DEADLINE - 1), audit: view(false, false) }),
-    ).toStrictEqual(AUDIT);
+      decide({ run, executing: false, now: FINISHED_AT, audit: neverTried(false) }),
+    ).toStrictEqual(NONE);
+  });
+
+  it('the deadline counts from the first try here when that is later than finishedAt', () => {
+    const run = protectedRun(ended('Succeeded', SHAPES[0] as Shape, AuditReason.Pending));
+    // The operator was down for two hours; this process queued the row when it started.
+    const triedAt = FINISHED_AT.getTime() + 2 * 60 * MINUTE;
+    const pending = view(false, true, DEADLINE, triedAt);
+    const later = (ms: number) => new Date(triedAt + ms);
+    expect(decide({ run, executing: false, now: later(0), audit: pending })).toStrictEqual(
+      requeue(DEADLINE),
+    );
+    expect(
+      decide({ run, executing: false, now: later(DEADLINE - 1), audit: pending }),
+    ).toStrictEqual(requeue(1));
+    expect(decide({ run, executing: false, now: later(DEADLINE), audit: pending })).toStrictEqual(
+      ABANDON,
+    );
+  });
+
+  it('a run given up earlier is tried once, without holding it again', () => {
+    const shape: Shape = { name: '', ttl: 0, ours: false, deleting: false, since: 0, old: NONE };
+    const run = ended('Failed', shape, AuditReason.Abandoned);
+    const now = at(24 * 60 * MINUTE);
+    const triedAt = now.getTime();
+    const steps: [AuditView, Action][] = [
+      [{ committed: false, pending: false, deadlineMs: DEADLINE }, AUDIT],
+      // Queued: no finalizer, no second Warning; the TTL goes on.
+      [view(false, true, DEADLINE, triedAt), DELETE],
+      // Refused or failed again: no further try from this process.
+      [view(false, false, DEADLINE, triedAt), DELETE],
+      // Landed after all.
+      [view(true, false, DEADLINE, triedAt), MARK_AUDITED],
+    ];
+    for (const [audit, expected] of steps) {
+      expect(decide({ run, executing: false, now, audit }), viewName(audit)).toStrictEqual(
+        expected,
+      );
+    }
+    const held = protectedRun(run);
+    expect(
+      decide({ run: held, executing: false, now, audit: view(false, true, DEADLINE, triedAt) }),
+    ).toStrictEqual(RELEASE);
   });
 });
 
