@@ -515,6 +515,17 @@ describe('ValidatingAdmissionPolicy agentrun-attribution', () => {
     expect(steal.message).not.toContain('ValidatingAdmissionPolicy');
   });
 
+  it('lets any user apply the shipped samples (none is requested in somebody else’s name)', async () => {
+    const r = await kubectl(
+      ['apply', '--dry-run=server', '-n', namespace, '-f', 'deploy/samples/'],
+      {
+        kubeconfig: bob.kubeconfigFile,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toHaveLength(3);
+  });
+
   it('checks creates made by kubectl apply, client-side and server-side', async () => {
     const manifest = (name: string) =>
       JSON.stringify({
