@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
@@ -12,6 +13,11 @@ import { startOperator } from '../support/operator.ts';
 import { freePort } from '../support/ports.ts';
 import { waitFor } from '../support/wait.ts';
 
+const ROOT = resolve(import.meta.dirname, '../..');
+const MONITORING = join(ROOT, 'deploy/monitoring/base');
+/** Where the shipped ServiceMonitor's relabelling would put the operator. */
+const TARGET_LABELS = { namespace: 'agentrun-system', pod: 'agentrun-operator-0' };
+
 const plane = controlPlane();
 const kc = adminKubeConfig(plane);
 let prometheus: ChildProcess | undefined;
@@ -20,12 +26,47 @@ let promPort = 0;
 
 type Sample = { metric: Record<string, string>; value: [number, string] };
 
+/** A GET of Prometheus's HTTP API; throws unless it answers success. */
+async function api<T>(path: string): Promise<T> {
+  const body = (await (await fetch(`http://127.0.0.1:${promPort}/api/v1/${path}`)).json()) as {
+    status: string;
+    error?: string;
+    data: T;
+  };
+  if (body.status !== 'success') throw new Error(`${path}: ${body.error ?? body.status}`);
+  return body.data;
+}
+
 /** An instant query through Prometheus's HTTP API. */
 async function query(expr: string): Promise<Sample[]> {
-  const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`;
-  const body = (await (await fetch(url)).json()) as { status: string; data: { result: Sample[] } };
-  if (body.status !== 'success') throw new Error(`query failed: ${expr}`);
-  return body.data.result;
+  return (await api<{ result: Sample[] }>(`query?query=${encodeURIComponent(expr)}`)).result;
+}
+
+/** The shipped PrometheusRule's groups, as the rule file Prometheus Operator would generate. */
+function shippedRules(): string {
+  const rule = parse(readFileSync(join(MONITORING, 'prometheusrule.yaml'), 'utf8')) as {
+    spec: unknown;
+  };
+  return stringify(rule.spec);
+}
+
+/** Every panel query of the shipped dashboard, with Grafana's variables filled in. */
+function dashboardQueries(): { title: string; expr: string }[] {
+  type Panel = { title?: string; targets?: { expr: string }[]; panels?: Panel[] };
+  const dashboard = JSON.parse(
+    readFileSync(join(MONITORING, 'dashboards/agentrun-operator.json'), 'utf8'),
+  ) as { panels: Panel[] };
+  const panels = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
+  return panels.flatMap((panel) =>
+    (panel.targets ?? []).map((target) => ({
+      title: panel.title ?? '',
+      expr: target.expr
+        .replaceAll('$namespace', TARGET_LABELS.namespace)
+        .replaceAll('$agent', '.*')
+        .replaceAll('$__rate_interval', '1m')
+        .replaceAll('$__range', '1h'),
+    })),
+  );
 }
 
 async function scalar(expr: string): Promise<number | undefined> {
@@ -46,7 +87,7 @@ afterAll(async () => {
 });
 
 describe('a real Prometheus scraping the operator', () => {
-  it('answers the seed PromQL (success rate, p95, failure spike) from a mix of runs', async () => {
+  it('answers the seed PromQL, evaluates the shipped alerts and every dashboard query, from a mix of runs', async () => {
     const namespace = await createNamespace(kc, 'prom');
     const metricsPort = await freePort();
     const operator = await startOperator({
@@ -58,14 +99,19 @@ describe('a real Prometheus scraping the operator', () => {
 
     dir = mkdtempSync(join(tmpdir(), 'agentrun-prometheus-'));
     promPort = await freePort();
+    writeFileSync(join(dir, 'agentrun.rules.yaml'), shippedRules());
     writeFileSync(
       join(dir, 'prometheus.yml'),
-      [
-        'global: { scrape_interval: 1s, evaluation_interval: 1s }',
-        'scrape_configs:',
-        '  - job_name: agentrun-operator-metrics',
-        `    static_configs: [{ targets: ["127.0.0.1:${metricsPort}"] }]`,
-      ].join('\n'),
+      stringify({
+        global: { scrape_interval: '1s', evaluation_interval: '1s' },
+        rule_files: [join(dir, 'agentrun.rules.yaml')],
+        scrape_configs: [
+          {
+            job_name: 'agentrun-operator-metrics',
+            static_configs: [{ targets: [`127.0.0.1:${metricsPort}`], labels: TARGET_LABELS }],
+          },
+        ],
+      }),
     );
     prometheus = spawn(
       'prometheus',
@@ -92,7 +138,9 @@ describe('a real Prometheus scraping the operator', () => {
 
     const runs = new AgentRuns(kc, namespace);
     await Promise.all([
-      ...['s1', 's2', 's3'].map((name) => runs.create(name, { agent: 'noop' })),
+      ...['s1', 's2', 's3'].map((name) =>
+        runs.create(name, { agent: 'noop', params: { delayMs: 300 } }),
+      ),
       ...['f1', 'f2'].map((name) => runs.create(name, { agent: 'noop', params: { fail: 'no' } })),
       runs.create('c1', { agent: 'noop', params: { delayMs: 60_000 } }),
     ]);
@@ -123,6 +171,11 @@ describe('a real Prometheus scraping the operator', () => {
     );
     expect(p95).toBeGreaterThan(0);
     expect(p95).toBeLessThanOrEqual(30_000);
+    // One observation per finished run, in milliseconds: three runs slept 300 ms each.
+    expect(await scalar('sum(agent_run_latency_ms_count)')).toBe(6);
+    expect(await scalar('sum(agent_run_latency_ms_sum)')).toBeGreaterThanOrEqual(900);
+    expect(await scalar('sum(agent_run_latency_ms_sum)')).toBeLessThan(60_000);
+    expect(await scalar('sum(agent_runs_in_flight)')).toBe(0);
     // The seed's failure spike: 2 failures in the last hour are not more than 10.
     expect(await query('increase(agent_runs_total{status="failed"}[1h]) > 10')).toEqual([]);
     expect(await scalar('sum(increase(agent_runs_total{status="failed"}[1h]))')).toBeGreaterThan(0);
@@ -131,5 +184,32 @@ describe('a real Prometheus scraping the operator', () => {
       await scalar('sum(controller_runtime_reconcile_total{controller="agentrun"})'),
     ).toBeGreaterThan(0);
     expect(await scalar('sum(rest_client_requests_total)')).toBeGreaterThan(0);
+
+    // The shipped alerts load and evaluate on this real data, and none fires for a healthy
+    // operator with a third of its runs failed (too few for the failure-rate alerts).
+    type Rule = { name: string; health: string; lastError?: string; state?: string };
+    const { groups } = await api<{ groups: { rules: Rule[] }[] }>('rules');
+    const rules = groups.flatMap((g) => g.rules);
+    expect(rules.length).toBeGreaterThanOrEqual(7);
+    await waitFor('every rule evaluated', async () => {
+      const { groups: now } = await api<{ groups: { rules: Rule[] }[] }>('rules');
+      const all = now.flatMap((g) => g.rules);
+      return all.every((r) => r.health === 'ok') ? all : undefined;
+    });
+    const { alerts } = await api<{ alerts: { labels: { alertname: string } }[] }>('alerts');
+    expect(alerts.map((a) => a.labels.alertname)).toEqual([]);
+
+    // Every dashboard panel query is valid PromQL for this Prometheus, and the run panels show
+    // the runs.
+    const panels = dashboardQueries();
+    expect(panels.length).toBeGreaterThan(20);
+    for (const { title, expr } of panels) {
+      await expect(query(expr), `${title}: ${expr}`).resolves.toBeDefined();
+    }
+    for (const title of ['Success rate (24h)', 'Finished runs (24h)', 'Failed runs (24h)']) {
+      const panel = panels.find((p) => p.title === title);
+      expect(panel, title).toBeDefined();
+      expect(await query(panel?.expr ?? ''), title).not.toEqual([]);
+    }
   });
 });
