@@ -1,6 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -11,6 +9,7 @@ import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
 import { startOperator } from '../support/operator.ts';
 import { freePort } from '../support/ports.ts';
+import { PrometheusServer, type Sample } from '../support/prometheus.ts';
 import { waitFor } from '../support/wait.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -20,27 +19,11 @@ const TARGET_LABELS = { namespace: 'agentrun-system', pod: 'agentrun-operator-0'
 
 const plane = controlPlane();
 const kc = adminKubeConfig(plane);
-let prometheus: ChildProcess | undefined;
-let dir = '';
-let promPort = 0;
+let prometheus: PrometheusServer | undefined;
 
-type Sample = { metric: Record<string, string>; value: [number, string] };
-
-/** A GET of Prometheus's HTTP API; throws unless it answers success. */
-async function api<T>(path: string): Promise<T> {
-  const body = (await (await fetch(`http://127.0.0.1:${promPort}/api/v1/${path}`)).json()) as {
-    status: string;
-    error?: string;
-    data: T;
-  };
-  if (body.status !== 'success') throw new Error(`${path}: ${body.error ?? body.status}`);
-  return body.data;
-}
-
-/** An instant query through Prometheus's HTTP API. */
-async function query(expr: string): Promise<Sample[]> {
-  return (await api<{ result: Sample[] }>(`query?query=${encodeURIComponent(expr)}`)).result;
-}
+const query = (expr: string): Promise<Sample[]> => (prometheus as PrometheusServer).query(expr);
+const scalar = (expr: string) => (prometheus as PrometheusServer).scalar(expr);
+const api = <T>(path: string): Promise<T> => (prometheus as PrometheusServer).api<T>(path);
 
 /** The shipped PrometheusRule's groups, as the rule file Prometheus Operator would generate. */
 function shippedRules(): string {
@@ -69,21 +52,12 @@ function dashboardQueries(): { title: string; expr: string }[] {
   );
 }
 
-async function scalar(expr: string): Promise<number | undefined> {
-  const [first] = await query(expr);
-  return first ? Number(first.value[1]) : undefined;
-}
-
 beforeAll(async () => {
   await installCrd(plane);
 });
 
 afterAll(async () => {
-  prometheus?.kill('SIGTERM');
-  await new Promise((done) =>
-    prometheus && prometheus.exitCode === null ? prometheus.once('exit', done) : done(null),
-  );
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await prometheus?.stop();
 });
 
 describe('a real Prometheus scraping the operator', () => {
@@ -97,12 +71,8 @@ describe('a real Prometheus scraping the operator', () => {
     });
     expect(operator.metricsPort).toBe(metricsPort);
 
-    dir = mkdtempSync(join(tmpdir(), 'agentrun-prometheus-'));
-    promPort = await freePort();
-    writeFileSync(join(dir, 'agentrun.rules.yaml'), shippedRules());
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      stringify({
+    prometheus = await PrometheusServer.start(
+      (dir) => ({
         global: { scrape_interval: '1s', evaluation_interval: '1s' },
         rule_files: [join(dir, 'agentrun.rules.yaml')],
         scrape_configs: [
@@ -112,16 +82,7 @@ describe('a real Prometheus scraping the operator', () => {
           },
         ],
       }),
-    );
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-        '--log.level=warn',
-      ],
-      { stdio: 'ignore' },
+      { 'agentrun.rules.yaml': shippedRules() },
     );
     // Series exist at 0 before any run (pre-initialised), so rates see every increase.
     await waitFor(

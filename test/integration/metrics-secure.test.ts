@@ -1,13 +1,20 @@
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { resolve } from 'node:path';
+import { CoreV1Api, RbacAuthorizationV1Api, type V1ClusterRole } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { PooledKubeConfig } from '../../src/controller/pooled-kube-config.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { DelegatingAuth, kubeReviewClient } from '../../src/metrics/metrics-auth.ts';
 import { MetricsServer } from '../../src/metrics/metrics-server.ts';
+import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig, mintUser } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
+import { startOperator } from '../support/operator.ts';
+import { freePort } from '../support/ports.ts';
+import { PrometheusServer } from '../support/prometheus.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -78,12 +85,15 @@ describe('secure metrics (TokenReview + SubjectAccessReview on the real API serv
     readerToken = await serviceAccountToken(namespace, 'prometheus');
     strangerToken = await serviceAccountToken(namespace, 'stranger');
     const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
-    // The metrics-reader ClusterRole that kubebuilder scaffolds and the deploy/ manifests ship.
+    // The metrics-reader ClusterRole the deploy/ manifests ship (under a name of this test's).
+    const shipped = parse(
+      readFileSync(
+        resolve(import.meta.dirname, '../../deploy/monitoring/secure/metrics-reader-role.yaml'),
+        'utf8',
+      ),
+    ) as V1ClusterRole;
     await rbac.createClusterRole({
-      body: {
-        metadata: { name: clusterRole },
-        rules: [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }],
-      },
+      body: { ...shipped, metadata: { ...shipped.metadata, name: clusterRole } },
     });
     await rbac.createClusterRoleBinding({
       body: {
@@ -181,6 +191,51 @@ describe('secure metrics (TokenReview + SubjectAccessReview on the real API serv
       expect(reply.body).not.toContain('agent_runs_total');
     } finally {
       await weakServer.close();
+    }
+  });
+  it('a real Prometheus scrapes the operator (METRICS_SECURE=true) the way the secure ServiceMonitor does', async () => {
+    await installCrd(plane);
+    const metricsPort = await freePort();
+    await startOperator({
+      kubeConfig: admin,
+      namespace,
+      env: { METRICS_BIND_ADDRESS: `127.0.0.1:${metricsPort}`, METRICS_SECURE: 'true' },
+    });
+    // https, a ServiceAccount token as the bearer, and no verification of the self-signed
+    // certificate: servicemonitor-https.patch.yaml.
+    const job = (name: string, tokenFile: string) => ({
+      job_name: name,
+      scheme: 'https',
+      authorization: { type: 'Bearer', credentials_file: tokenFile },
+      tls_config: { insecure_skip_verify: true },
+      static_configs: [{ targets: [`127.0.0.1:${metricsPort}`] }],
+    });
+    const prometheus = await PrometheusServer.start(
+      (dir) => ({
+        global: { scrape_interval: '1s' },
+        scrape_configs: [
+          job('agentrun-operator-metrics', `${dir}/reader.token`),
+          job('stranger', `${dir}/stranger.token`),
+        ],
+      }),
+      { 'reader.token': readerToken, 'stranger.token': strangerToken },
+    );
+    try {
+      await waitFor(
+        'both jobs scraped',
+        async () => ((await prometheus.query('up')).length === 2 ? true : undefined),
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
+      expect(await prometheus.scalar('up{job="agentrun-operator-metrics"}')).toBe(1);
+      expect(await prometheus.scalar('up{job="stranger"}')).toBe(0);
+      expect(
+        await prometheus.scalar(
+          'agent_runs_total{job="agentrun-operator-metrics",agent="noop",status="succeeded"}',
+        ),
+      ).toBe(0);
+      expect(await prometheus.query('agent_runs_total{job="stranger"}')).toEqual([]);
+    } finally {
+      await prometheus.stop();
     }
   });
 });
