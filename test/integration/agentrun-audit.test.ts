@@ -14,6 +14,8 @@ import { waitFor } from '../support/wait.ts';
 const plane = controlPlane();
 const kc = adminKubeConfig(plane);
 const db = useFreshDatabase('audit_operator');
+/** A live database the operator is told about but must not touch while auditing is off. */
+const untouched = useFreshDatabase('audit_off');
 let outageDb: PostgresServer;
 
 beforeAll(async () => {
@@ -240,13 +242,18 @@ describe('the audit log, through the operator', () => {
         (r) => terminal(r) && (r.metadata.finalizers ?? []).includes(FINALIZER),
       );
       await runs.delete('doomed');
+      // Well past the sync wait and several reconciles: still there, held for its row.
+      await new Promise((r) => setTimeout(r, 3_000));
       const terminating = await runs.get('doomed');
       expect(terminating?.metadata.deletionTimestamp).toBeDefined();
+      expect(terminating?.metadata.finalizers).toContain(FINALIZER);
     } finally {
       await outageDb.resume();
     }
     await runs.waitForDeletion('doomed', 60_000);
-    expect(await rows(url, 'run_id = $1', [uid])).toHaveLength(1);
+    const [row, ...more] = await rows(url, 'run_id = $1', [uid]);
+    expect(more).toHaveLength(0);
+    expect(row).toMatchObject({ name: 'doomed', status: 'succeeded', reason: 'Succeeded' });
   });
 
   it('with APPLYLENS_AGENT_AUDIT_ENABLED=false: no Audited condition, no finalizer, no database', async () => {
@@ -254,16 +261,27 @@ describe('the audit log, through the operator', () => {
     await startOperator({
       kubeConfig: kc,
       namespace,
-      env: {
-        APPLYLENS_AGENT_AUDIT_ENABLED: 'false',
-        DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
-      },
+      env: { APPLYLENS_AGENT_AUDIT_ENABLED: 'false', DATABASE_URL: untouched.url },
     });
     const runs = new AgentRuns(kc, namespace);
     await runs.create('plain', { agent: 'noop' });
     const done = await runs.waitForPhase('plain', 'Succeeded');
     expect(done.status?.conditions?.map((c) => c.type)).not.toContain('Audited');
     expect(done.metadata.finalizers ?? []).toEqual([]);
+    // Not even a connection: no pool, no migration.
+    const client = new pg.Client({ connectionString: untouched.url });
+    await client.connect();
+    try {
+      const { rows: found } = await client.query<{ connections: number; table: string | null }>(
+        `SELECT (SELECT count(*)::int FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name = 'agentrun-operator')
+                  AS connections,
+                to_regclass('agent_audit_log')::text AS table`,
+      );
+      expect(found[0]).toEqual({ connections: 0, table: null });
+    } finally {
+      await client.end();
+    }
   });
 
   it('starts while PostgreSQL is down, then migrates and records the runs once it is up', async () => {
