@@ -142,8 +142,10 @@ describe('a real Prometheus scraping the operator', () => {
     expect(await scalar('sum(increase(agent_runs_total{status="failed"}[1h]))')).toBeGreaterThan(0);
     // Controller metrics with controller-runtime's names are there as well.
     expect(
-      await scalar('sum(controller_runtime_reconcile_total{controller="agentrun"})'),
+      await scalar('controller_runtime_reconcile_total{controller="agentrun",result="success"}'),
     ).toBeGreaterThan(0);
+    expect(await scalar('controller_runtime_max_concurrent_reconciles')).toBeGreaterThan(0);
+    expect(await scalar('sum(workqueue_adds_total{name="agentrun"})')).toBeGreaterThanOrEqual(6);
     expect(await scalar('sum(rest_client_requests_total)')).toBeGreaterThan(0);
 
     // The shipped alerts load and evaluate on this real data, and none fires for a healthy
