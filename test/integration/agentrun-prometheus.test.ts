@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
-import { controlPlane } from '../support/environment.ts';
+import { controlPlane, useFreshDatabase } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
 import { startOperator } from '../support/operator.ts';
@@ -18,6 +18,7 @@ const MONITORING = join(ROOT, 'deploy/monitoring/base');
 const TARGET_LABELS = { namespace: 'agentrun-system', pod: 'agentrun-operator-0' };
 
 const plane = controlPlane();
+const db = useFreshDatabase('prometheus');
 const kc = adminKubeConfig(plane);
 let prometheus: PrometheusServer | undefined;
 
@@ -67,7 +68,12 @@ describe('a real Prometheus scraping the operator', () => {
     const operator = await startOperator({
       kubeConfig: kc,
       namespace,
-      env: { METRICS_BIND_ADDRESS: `127.0.0.1:${metricsPort}` },
+      // As shipped: the audit log on, so its metrics and its status writes are part of the data.
+      env: {
+        METRICS_BIND_ADDRESS: `127.0.0.1:${metricsPort}`,
+        APPLYLENS_AGENT_AUDIT_ENABLED: 'true',
+        DATABASE_URL: db.url,
+      },
     });
     expect(operator.metricsPort).toBe(metricsPort);
 
@@ -102,7 +108,9 @@ describe('a real Prometheus scraping the operator', () => {
       ...['s1', 's2', 's3'].map((name) =>
         runs.create(name, { agent: 'noop', params: { delayMs: 300 } }),
       ),
-      ...['f1', 'f2'].map((name) => runs.create(name, { agent: 'noop', params: { fail: 'no' } })),
+      runs.create('f1', { agent: 'noop', params: { fail: 'no' } }),
+      // Two attempts, one finished run: retries are not counted as runs.
+      runs.create('f2', { agent: 'noop', backoffLimit: 1, params: { fail: 'no' } }),
       runs.create('c1', { agent: 'noop', params: { delayMs: 60_000 } }),
     ]);
     await runs.waitForPhase('c1', 'Running');
@@ -117,6 +125,15 @@ describe('a real Prometheus scraping the operator', () => {
     expect(await scalar('agent_runs_total{agent="noop",status="succeeded"}')).toBe(3);
     expect(await scalar('agent_runs_total{agent="noop",status="failed"}')).toBe(2);
     expect(await scalar('agent_runs_total{agent="noop",status="canceled"}')).toBe(1);
+    expect((await runs.get('f2'))?.status?.attempts).toBe(2);
+    // Each run's start and terminal rows went to PostgreSQL, and nothing is left pending.
+    await waitFor('the audit rows written', async () =>
+      ((await scalar('sum(agent_audit_writes_total{result="success"})')) ?? 0) >= 6
+        ? true
+        : undefined,
+    );
+    expect(await scalar('sum(agent_audit_writes_total{result="error"})')).toBe(0);
+    expect(await scalar('agent_audit_pending')).toBe(0);
 
     // The seed's success rate by agent, once rate() has two samples after the runs.
     await waitFor('rates over the runs', async () =>
