@@ -10,13 +10,16 @@ import {
   type KubeConfig,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../../src/api/agentrun.ts';
+import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
-import { controlPlane } from '../support/environment.ts';
+import { controlPlane, useFreshDatabase } from '../support/environment.ts';
 import { adminKubeConfig, kubeConfigWithToken, mintUser } from '../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../support/kube.ts';
+import { startOperator } from '../support/operator.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -33,6 +36,7 @@ import { waitFor } from '../support/wait.ts';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const plane = controlPlane();
 const admin = adminKubeConfig(plane);
+const auditDb = useFreshDatabase('attribution');
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
 const alice = mintUser(plane, ALICE);
@@ -585,6 +589,33 @@ describe('MutatingAdmissionPolicy agentrun-attribution-default (with requireRequ
     const o = await create(alice.kubeConfig, namespace, 'not-overridden', BOB);
     expect(o.code).toBe(403);
     expect(o.message).toContain(forbiddenMessage(BOB, ALICE));
+  });
+
+  it('the audit row names the authenticated user, never a name typed by someone else', async () => {
+    await startOperator({
+      kubeConfig: admin,
+      namespace,
+      env: { APPLYLENS_AGENT_AUDIT_ENABLED: 'true', DATABASE_URL: auditDb.url },
+    });
+    const own = await create(alice.kubeConfig, namespace, 'audited-alice', undefined);
+    expect(own.code, own.message).toBe(201);
+    const forged = await create(bob.kubeConfig, namespace, 'audited-forged', ALICE);
+    expect(forged.code).toBe(403);
+    await new AgentRuns(admin, namespace).waitUntil('audited-alice', 'Audited', (r) =>
+      Boolean(r.status?.conditions?.some((c) => c.type === 'Audited' && c.status === 'True')),
+    );
+    const client = new pg.Client({ connectionString: auditDb.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        `SELECT name, user_email FROM agent_audit_log
+          WHERE namespace = $1 AND name LIKE 'audited-%' ORDER BY name`,
+        [namespace],
+      );
+      expect(rows).toEqual([{ name: 'audited-alice', user_email: ALICE }]);
+    } finally {
+      await client.end();
+    }
   });
 
   it('attributes a service account (a GitOps controller) as system:serviceaccount:NS:NAME', async () => {
