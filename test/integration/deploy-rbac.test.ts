@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
-import { controlPlane } from '../support/environment.ts';
+import { controlPlane, useFreshDatabase } from '../support/environment.ts';
 import {
   adminKubeConfig,
   kubeConfigWithToken,
@@ -53,6 +53,7 @@ const SERVICE_ACCOUNT = 'agentrun-operator';
 
 const plane = controlPlane();
 const admin = adminKubeConfig(plane);
+const auditDb = useFreshDatabase('deploy_rbac');
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 interface Manifest {
@@ -592,6 +593,9 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
         LEASE_DURATION_SECONDS: '3',
         RENEW_DEADLINE_SECONDS: '2',
         RETRY_PERIOD_SECONDS: '1',
+        // As shipped: the Audited condition and the audit finalizer need these roles too.
+        APPLYLENS_AGENT_AUDIT_ENABLED: 'true',
+        DATABASE_URL: auditDb.url,
       },
     });
     await waitFor('the Lease', async () => (op.isLeader ? true : undefined), { timeoutMs: 15_000 });
@@ -603,7 +607,12 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
     await runs.waitForPhase('ok', 'Succeeded');
     await runs.waitForPhase('canceled', 'Running');
     await runs.cancel('canceled');
-    await runs.waitForPhase('canceled', 'Canceled');
+    await runs.waitUntil('canceled', 'Canceled and Audited', (r) =>
+      Boolean(
+        r.status?.phase === 'Canceled' &&
+          r.status.conditions?.some((c) => c.type === 'Audited' && c.status === 'True'),
+      ),
+    );
     // Long enough to hold the finalizer: deletion waits for the handler to be aborted.
     await runs.waitUntil('deleted', 'finalizer', (r) =>
       (r.metadata.finalizers ?? []).includes('agents.applylens.io/run-protection'),
