@@ -19,6 +19,12 @@ import { createLogger, type Logger } from './log.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 
+/**
+ * What a graceful stop may take beyond SHUTDOWN_GRACE_SECONDS: queued audit rows, then queued
+ * Events. The Deployment's terminationGracePeriodSeconds must cover all three.
+ */
+export const SHUTDOWN_AUDIT_FLUSH_MS = 5_000;
+export const SHUTDOWN_EVENTS_FLUSH_MS = 2_000;
 export interface OperatorOptions {
   /** Your own handlers, registered next to the built-ins (noop, http.check, configured webhooks). */
   readonly handlers?: readonly Handler[];
@@ -292,8 +298,8 @@ export class Operator {
         clearTimeout(this.#migrationTimer);
         // Rows still queued get a few seconds; any left are re-audited from the runs' status by
         // the next leader (their finalizer keeps them).
-        await this.auditor?.close(5_000);
-        await this.#recorder?.flush(2_000);
+        await this.auditor?.close(SHUTDOWN_AUDIT_FLUSH_MS);
+        await this.#recorder?.flush(SHUTDOWN_EVENTS_FLUSH_MS);
         await this.#recorder?.stop();
         await this.#elector?.stop();
         await this.#health?.close();

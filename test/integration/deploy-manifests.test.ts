@@ -22,6 +22,7 @@ import {
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { configSchema, loadConfig } from '../../src/config/config.ts';
+import { SHUTDOWN_AUDIT_FLUSH_MS, SHUTDOWN_EVENTS_FLUSH_MS } from '../../src/operator.ts';
 import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
@@ -375,9 +376,10 @@ describe('deploy/default, rendered', () => {
 
   it('waits longer than the operator drains before killing it', () => {
     const config = loadConfig({ ...literalEnv(container), DATABASE_URL: 'postgres://u:p@db/x' });
-    expect(pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(
-      config.SHUTDOWN_GRACE_SECONDS + 15,
-    );
+    // The handlers' grace, then the audit and Event flushes, with room for the API calls between.
+    const drainSeconds =
+      config.SHUTDOWN_GRACE_SECONDS + (SHUTDOWN_AUDIT_FLUSH_MS + SHUTDOWN_EVENTS_FLUSH_MS) / 1000;
+    expect(pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(drainSeconds + 5);
   });
 
   it('runs unprivileged on a read-only root filesystem, with an emptyDir for /tmp', () => {
