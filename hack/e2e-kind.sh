@@ -8,7 +8,10 @@
 # Without a Docker engine or kind it says so and exits 0.
 #
 # Environment: IMG (default agentrun-operator:e2e), KIND_CLUSTER (agentrun-e2e),
+# KIND_NODE_IMAGE (kind's default node image unless set, e.g. kindest/node:v1.34.0),
 # KEEP_CLUSTER=1 to leave the cluster running afterwards, KUBECTL, CONTAINER_TOOL (docker).
+# The CRD needs Kubernetes >= 1.32 (selectableFields); the lane checks the node's version.
+# `kind load docker-image` needs Docker: with CONTAINER_TOOL=podman only `make docker-build` works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +54,14 @@ trap cleanup EXIT
 
 step "kind cluster $CLUSTER"
 kind delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true # a leftover of KEEP_CLUSTER=1
-kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s
+kind create cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG" --wait 120s \
+  ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
+minor=$("$KUBECTL" version -o json | sed -n '/serverVersion/,/}/s/.*"minor": *"\([0-9]*\).*/\1/p')
+if [ "${minor:-0}" -lt 32 ]; then
+  echo "test-e2e: the kind node runs Kubernetes 1.${minor:-?}; the AgentRun CRD needs >= 1.32:" \
+    "use a newer kind or KIND_NODE_IMAGE=kindest/node:v1.32.0 (or later)" >&2
+  exit 1
+fi
 
 step "image $IMG"
 make docker-build IMG="$IMG" CONTAINER_TOOL="$CONTAINER_TOOL"
