@@ -16,6 +16,8 @@ const kc = adminKubeConfig(plane);
 const db = useFreshDatabase('audit_operator');
 /** A live database the operator is told about but must not touch while auditing is off. */
 const untouched = useFreshDatabase('audit_off');
+/** Never migrated: what the operator finds when migrations are someone else's job. */
+const unmigrated = useFreshDatabase('audit_nomigrate');
 let outageDb: PostgresServer;
 
 beforeAll(async () => {
@@ -93,6 +95,48 @@ describe('the audit log, through the operator', () => {
     expect(row.started_at.toISOString()).toBe(done.status?.startedAt);
     expect(row.finished_at.toISOString()).toBe(done.status?.finishedAt);
     expect(row.duration_ms).toBe(done.status?.durationMs);
+  });
+
+  it('writes the start row when the run starts, and finishes that same row', async () => {
+    const namespace = await createNamespace(kc, 'audit-start');
+    await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(db.url) });
+    const runs = new AgentRuns(kc, namespace);
+    const { metadata } = await runs.create('long', { agent: 'noop', params: { delayMs: 60_000 } });
+    const started = await runs.waitForPhase('long', 'Running');
+    const [row] = await waitFor('the start row', async () => {
+      const found = await rows(db.url, 'run_id = $1', [metadata.uid]);
+      return found.length > 0 ? found : undefined;
+    });
+    expect(row).toMatchObject({ status: 'running', attempts: 1, finished_at: null });
+    expect(row.started_at.toISOString()).toBe(started.status?.startedAt);
+    await runs.cancel('long');
+    await runs.waitUntil('long', 'Audited', audited);
+    const after = await rows(db.url, 'run_id = $1', [metadata.uid]);
+    expect(after).toHaveLength(1);
+    expect(after[0]).toMatchObject({ status: 'canceled', reason: 'Canceled' });
+  });
+
+  it('with AUDIT_MIGRATE=false leaves the schema alone: rows wait, runs do not', async () => {
+    const namespace = await createNamespace(kc, 'audit-nomigrate');
+    await startOperator({
+      kubeConfig: kc,
+      namespace,
+      env: { ...operatorEnv(unmigrated.url), AUDIT_MIGRATE: 'false' },
+    });
+    const runs = new AgentRuns(kc, namespace);
+    await runs.create('early', { agent: 'noop' });
+    const done = await runs.waitForPhase('early', 'Succeeded');
+    expect(done.status?.conditions?.find((c) => c.type === 'Audited')?.reason).toBe('Pending');
+    const client = new pg.Client({ connectionString: unmigrated.url });
+    await client.connect();
+    try {
+      const { rows: found } = await client.query<{ table: string | null }>(
+        `SELECT to_regclass('agent_audit_log')::text AS table`,
+      );
+      expect(found[0]?.table).toBeNull();
+    } finally {
+      await client.end();
+    }
   });
 
   it('keeps 200 runs going through a PostgreSQL outage and records every one exactly once afterwards', async () => {
