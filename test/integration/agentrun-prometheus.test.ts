@@ -191,5 +191,26 @@ describe('a real Prometheus scraping the operator', () => {
       expect(panel, title).toBeDefined();
       expect(await query(panel?.expr ?? ''), title).not.toEqual([]);
     }
+
+    // Nine more failures make eleven in the hour: the failure-spike alert goes pending for the
+    // agent, labelled with where the operator runs.
+    const more = Array.from({ length: 9 }, (_, i) => `f${i + 3}`);
+    await Promise.all(
+      more.map((name) => runs.create(name, { agent: 'noop', params: { fail: 'no' } })),
+    );
+    for (const name of more) await runs.waitForPhase(name, 'Failed');
+    type Alert = { labels: Record<string, string>; state: string };
+    const spike = await waitFor(
+      'AgentRunFailureSpike to go pending',
+      async () => {
+        const active = (await api<{ alerts: Alert[] }>('alerts')).alerts;
+        return active.find((a) => a.labels['alertname'] === 'AgentRunFailureSpike');
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    expect(spike).toMatchObject({
+      state: 'pending',
+      labels: { agent: 'noop', namespace: TARGET_LABELS.namespace, severity: 'warning' },
+    });
   });
 });
