@@ -5,6 +5,7 @@
 // terminal status) with no operator. E = operator runs/s / replay runs/s says how much of what
 // the API server can do the operator achieves. Prints figures; asserts nothing.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
 import { type AgentRun, API_VERSION, GROUP, KIND, PLURAL, VERSION } from '../src/api/agentrun.ts';
@@ -21,6 +22,8 @@ const RUNS = Number(process.env['RUNS'] ?? 2000);
 const AUDIT = process.env['AUDIT'] !== '0';
 const CONCURRENCY = Number(process.env['CONCURRENCY'] ?? 32);
 const root = resolve(import.meta.dirname, '..');
+/** USER_HZ, the unit of /proc/PID/stat's times: 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 const plane = await ControlPlane.start();
 const postgres = AUDIT ? await PostgresServer.start() : undefined;
@@ -47,7 +50,9 @@ try {
   });
   try {
     await warmUp(api, kc, opNamespace);
+    const cpuBefore = cpuMs(operator.pid);
     const op = await measure('operator', kc, opNamespace, (name) => create(api, opNamespace, name));
+    const cpuPerRun = (cpuMs(operator.pid) - cpuBefore) / RUNS;
 
     const replayNamespace = await createNamespace(kc, 'bench-replay');
     await warmUp(api, kc, replayNamespace, true);
@@ -72,6 +77,9 @@ try {
     console.log(`operator: ${op.toFixed(1)} runs/s`);
     console.log(`replay:   ${replay.toFixed(1)} runs/s (same writes, no operator)`);
     console.log(`E = ${(op / replay).toFixed(2)}`);
+    if (Number.isFinite(cpuPerRun)) {
+      console.log(`operator CPU: ${cpuPerRun.toFixed(2)} ms per run (user + system)`);
+    }
   } finally {
     operator.kill('SIGTERM');
     await new Promise((done) => operator.once('exit', done));
@@ -152,6 +160,19 @@ async function measure(
     `${label}: created ${RUNS} in ${((created - start) / 1000).toFixed(1)} s, all Succeeded after ${((end - start) / 1000).toFixed(1)} s`,
   );
   return RUNS / ((end - start) / 1000);
+}
+
+/** CPU time (user + system) a process has used, from /proc; NaN where there is no /proc. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at field 3 (state).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14, 15)
+    return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** Resolves when every named run has been seen with phase Succeeded on a watch. */
