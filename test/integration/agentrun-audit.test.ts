@@ -1,7 +1,9 @@
-import { EventsV1Api } from '@kubernetes/client-node';
+import { CoordinationV1Api, EventsV1Api } from '@kubernetes/client-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentRun } from '../../src/api/agentrun.ts';
+import { migrate } from '../../src/audit/migrate.ts';
+import { silentLogger } from '../../src/log.ts';
 import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
 import { controlPlane, useFreshDatabase } from '../support/environment.ts';
@@ -18,6 +20,7 @@ const db = useFreshDatabase('audit_operator');
 const untouched = useFreshDatabase('audit_off');
 /** Never migrated: what the operator finds when migrations are someone else's job. */
 const unmigrated = useFreshDatabase('audit_nomigrate');
+const retained = useFreshDatabase('audit_retention');
 let outageDb: PostgresServer;
 
 beforeAll(async () => {
@@ -134,6 +137,64 @@ describe('the audit log, through the operator', () => {
         `SELECT to_regclass('agent_audit_log')::text AS table`,
       );
       expect(found[0]?.table).toBeNull();
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('prunes rows past AUDIT_RETENTION_DAYS on the leader only', async () => {
+    const namespace = await createNamespace(kc, 'audit-retention');
+    await migrate(retained.url, 'up', silentLogger());
+    const client = new pg.Client({ connectionString: retained.url });
+    await client.connect();
+    try {
+      await client.query(
+        `INSERT INTO agent_audit_log (run_id, namespace, name, agent, objective, status,
+                                      started_at, finished_at)
+         VALUES ('old', 'n', 'old', 'noop', 'o', 'succeeded', now() - interval '40 days',
+                 now() - interval '40 days'),
+                ('recent', 'n', 'recent', 'noop', 'o', 'succeeded', now() - interval '2 days',
+                 now() - interval '2 days')`,
+      );
+      const remaining = async () =>
+        (
+          await client.query<{ run_id: string }>('SELECT run_id FROM agent_audit_log ORDER BY 1')
+        ).rows.map((r) => r.run_id);
+      // Someone else leads: this replica waits for the Lease and must leave the table alone.
+      const leases = kc.makeApiClient(CoordinationV1Api);
+      const leaseName = 'agentrun-retention-test';
+      await leases.createNamespacedLease({
+        namespace,
+        body: {
+          metadata: { name: leaseName },
+          // Like client-go, the elector times the holder from when it first sees the record.
+          spec: { holderIdentity: 'another-replica', leaseDurationSeconds: 3600 },
+        },
+      });
+      const operator = await startOperator({
+        kubeConfig: kc,
+        namespace,
+        env: {
+          ...operatorEnv(retained.url),
+          AUDIT_RETENTION_DAYS: '30',
+          LEADER_ELECT: 'true',
+          LEADER_ELECTION_NAMESPACE: namespace,
+          LEADER_ELECTION_ID: leaseName,
+          LEASE_DURATION_SECONDS: '3',
+          RENEW_DEADLINE_SECONDS: '2',
+          RETRY_PERIOD_SECONDS: '1',
+        },
+      });
+      await new Promise((r) => setTimeout(r, 2_000));
+      expect(operator.isLeader).toBe(false);
+      expect(await remaining()).toEqual(['old', 'recent']);
+      // The other replica is gone: this one takes the Lease and prunes at once.
+      await leases.deleteNamespacedLease({ name: leaseName, namespace });
+      await waitFor('the leader to prune', async () =>
+        (await remaining()).length === 1 ? true : undefined,
+      );
+      expect(operator.isLeader).toBe(true);
+      expect(await remaining()).toEqual(['recent']);
     } finally {
       await client.end();
     }
