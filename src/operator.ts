@@ -25,6 +25,7 @@ import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
  */
 export const SHUTDOWN_AUDIT_FLUSH_MS = 5_000;
 export const SHUTDOWN_EVENTS_FLUSH_MS = 2_000;
+
 export interface OperatorOptions {
   /** Your own handlers, registered next to the built-ins (noop, http.check, configured webhooks). */
   readonly handlers?: readonly Handler[];
