@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { useFreshDatabase } from '../support/environment.ts';
 
 /**
  * The Dockerfile, .dockerignore and the kind lane, checked without a container engine (there is
@@ -49,6 +51,61 @@ const final = dockerfile.stages.at(-1) as Stage;
 const copies = final.lines.flatMap((line) => {
   const copy = /^COPY\s+(?:--from=(\S+)\s+)?(\S+)\s+\S+$/.exec(line);
   return copy?.[2] ? [{ from: copy[1] ?? '', source: copy[2] }] : [];
+});
+
+const db = useFreshDatabase('image');
+
+describe("the image's /app, assembled without a container engine", () => {
+  it('runs from compiled JavaScript and the production dependencies alone', async () => {
+    // What the Dockerfile's stages produce: tsc's output without .d.ts and maps, `npm ci
+    // --omit=dev`, package.json, crds/ and migrations/. A source file that imports a dev
+    // dependency, or a runtime file left out of the COPY lines, fails here.
+    const app = mkdtempSync(join(tmpdir(), 'agentrun-image-'));
+    try {
+      await run('npx', ['tsc', '-p', 'tsconfig.build.json', '--outDir', join(app, 'dist')], {
+        cwd: ROOT,
+      });
+      for (const entry of ['package.json', 'package-lock.json', 'crds', 'migrations']) {
+        cpSync(join(ROOT, entry), join(app, entry), { recursive: true });
+      }
+      await run(
+        'npm',
+        ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
+        { cwd: app },
+      );
+      rmSync(join(app, 'package-lock.json'));
+      expect(existsSync(join(app, 'node_modules/vitest'))).toBe(false);
+      expect(existsSync(join(app, 'node_modules/typescript'))).toBe(false);
+
+      const cli = (args: string[], env: Record<string, string> = {}) =>
+        run(process.execPath, ['dist/cli/main.js', ...args], {
+          cwd: app,
+          env: {
+            PATH: process.env['PATH'] ?? '',
+            NODE_ENV: 'production',
+            DATABASE_URL: db.url,
+            ...env,
+          },
+        });
+      const version = JSON.parse(read('package.json')).version as string;
+      expect((await cli(['version'])).stdout).toContain(version);
+      // pg, postgrator and the migrations directory, as the image has them.
+      await cli(['migrate', 'up']);
+      const status = JSON.parse((await cli(['migrate', 'status', '-o', 'json'])).stdout) as {
+        pending: unknown[];
+      };
+      expect(status.pending).toEqual([]);
+      expect((await cli(['audit', 'ls'])).stderr).toBe('No runs found.\n');
+      // The operator command parses its configuration and refuses a bad one, as in a pod.
+      const bad = await cli(['run'], { MAX_CONCURRENT_RUNS: '0' }).catch(
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(bad).toMatchObject({ code: 1 });
+      expect((bad as { stderr: string }).stderr).toContain('MAX_CONCURRENT_RUNS');
+    } finally {
+      rmSync(app, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('Dockerfile', () => {
