@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import {
   ApiextensionsV1Api,
   CustomObjectsApi,
@@ -8,10 +7,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Informer, type InformerEventHandler } from '../../src/controller/informer.ts';
 import { KubeListWatch, type ListWatch } from '../../src/controller/kube-list-watch.ts';
 import { isRecord } from '../../src/controller/kube-object.ts';
-import { createLogger, type Logger, silentLogger } from '../../src/log.ts';
+import { type Logger, silentLogger } from '../../src/log.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
+import { capturingLogger } from '../support/logs.ts';
 import { waitFor } from '../support/wait.ts';
 
 const plane = controlPlane();
@@ -74,17 +74,6 @@ function recorder(): { seen: Seen[]; handler: InformerEventHandler<Gadget> } {
       onDelete: (g) => seen.push(['delete', key(g), g.spec.size]),
     },
   };
-}
-
-function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
-      callback();
-    },
-  });
-  return { logger: createLogger('debug', stream), lines };
 }
 
 function gadgetInformer(

@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type CacheChange,
@@ -18,7 +17,7 @@ import {
   type WatchOptions,
 } from '../../../src/controller/kube-list-watch.ts';
 import { isRecord } from '../../../src/controller/kube-object.ts';
-import { createLogger, type Logger } from '../../../src/log.ts';
+import { capturingLogger } from '../../support/logs.ts';
 
 interface Widget {
   metadata: { namespace?: string; name?: string; uid?: string; resourceVersion?: string };
@@ -191,17 +190,6 @@ function recorder(): { seen: Seen[]; handler: InformerEventHandler<Widget> } {
       onResync: (w) => seen.push(['resync', key(w), w.spec.size]),
     },
   };
-}
-
-function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
-      callback();
-    },
-  });
-  return { logger: createLogger('debug', stream), lines };
 }
 
 /** Lets the informer's loop run: settles promises and fires timers due now. */
