@@ -22,6 +22,13 @@ export interface AuditSink {
   isPending(runId: string): boolean;
   /** Records queued or being written. */
   pending(): number;
+  /** Whether the last statement failed for a transient reason: rows wait for a retry. */
+  failing(): boolean;
+  /**
+   * Calls `listener` once, at the next statement that fails for a transient reason. Returns a
+   * function that unsubscribes it. Lets a caller stop waiting for a commit that cannot come soon.
+   */
+  onFailure(listener: () => void): () => void;
 }
 
 /**
@@ -133,6 +140,7 @@ export class AuditWriter implements AuditSink {
   /** No more statements started. */
   #halted = false;
   readonly #drainWaiters = new Set<() => void>();
+  readonly #failureListeners = new Set<() => void>();
 
   constructor(options: AuditWriterOptions) {
     this.#store = options.store;
@@ -201,6 +209,17 @@ export class AuditWriter implements AuditSink {
 
   pending(): number {
     return this.#queue.size + this.#inFlight.size;
+  }
+
+  failing(): boolean {
+    return this.#failures > 0;
+  }
+
+  onFailure(listener: () => void): () => void {
+    this.#failureListeners.add(listener);
+    return () => {
+      this.#failureListeners.delete(listener);
+    };
   }
 
   /**
@@ -363,6 +382,15 @@ export class AuditWriter implements AuditSink {
     this.#metrics.pending(this.pending());
 
     this.#failures += 1;
+    const listeners = [...this.#failureListeners];
+    this.#failureListeners.clear();
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch {
+        // A listener's trouble is not the writer's.
+      }
+    }
     const ceiling = Math.min(this.#retryMaxMs, this.#retryBaseMs * 2 ** (this.#failures - 1));
     // Half fixed, half random: replicas and restarts do not retry in lockstep.
     const delayMs = Math.round(ceiling / 2 + (this.#random() * ceiling) / 2);

@@ -123,6 +123,14 @@ export class AgentAuditor implements Auditor {
     return this.#writer.isPending(runId);
   }
 
+  failing(): boolean {
+    return this.#writer.failing();
+  }
+
+  onFailure(listener: () => void): () => void {
+    return this.#writer.onFailure(listener);
+  }
+
   pending(): number {
     return this.#writer.pending();
   }
@@ -164,6 +172,12 @@ export class NoopAuditor implements Auditor {
   }
   isPending(_runId: string): boolean {
     return false;
+  }
+  failing(): boolean {
+    return false;
+  }
+  onFailure(_listener: () => void): () => void {
+    return () => {};
   }
   pending(): number {
     return 0;

@@ -235,6 +235,52 @@ describe('AuditWriter', () => {
     await expect(w.write(record('a'))).resolves.toBe(true);
   });
 
+  it('reports a failed statement to listeners at once and is failing until a commit', async () => {
+    const store = new MemoryRows();
+    store.failures = 2;
+    // A backoff long enough that the retry cannot come before the test looks.
+    const w = writer(store, { retryBaseMs: 100, retryMaxMs: 200 });
+    let told = 0;
+    const stillListening = () => {
+      told += 1;
+    };
+    w.onFailure(stillListening);
+    const unsubscribed = w.onFailure(() => {
+      throw new Error('a listener that must not break the writer');
+    });
+    const gone = w.onFailure(() => {
+      told += 100;
+    });
+    gone();
+    expect(w.failing()).toBe(false);
+    const committed = w.write(record('a'));
+    let commitDone = false;
+    void committed.then(() => {
+      commitDone = true;
+    });
+    while (told === 0) await nextTurn();
+    // Told at the first failure, while the row still waits for its retry.
+    expect([told, commitDone, w.failing()]).toEqual([1, false, true]);
+    await expect(committed).resolves.toBe(true);
+    // Listeners are called once: the second failure found none.
+    expect(told).toBe(1);
+    expect(w.failing()).toBe(false);
+    unsubscribed();
+  });
+
+  it('does not call listeners for a row the database refuses on its data', async () => {
+    const store = new MemoryRows();
+    store.poison.add('bad');
+    const w = writer(store);
+    let told = false;
+    const unsubscribe = w.onFailure(() => {
+      told = true;
+    });
+    await expect(w.write(record('bad'))).resolves.toBe(false);
+    expect([told, w.failing()]).toEqual([false, false]);
+    unsubscribe();
+  });
+
   it('merges a record that arrived during a failed statement with the one it retries', async () => {
     const store = new MemoryRows();
     store.failures = 1;

@@ -93,7 +93,7 @@ describe('the process-wide auditor', () => {
     await expect(noop.getRun('run-1')).resolves.toBeUndefined();
     await expect(noop.getRecentRuns()).resolves.toEqual([]);
     await expect(noop.flush(0)).resolves.toBe(true);
-    expect([noop.pending(), noop.isPending('run-1')]).toEqual([0, false]);
+    expect([noop.pending(), noop.isPending('run-1'), noop.failing()]).toEqual([0, false, false]);
   });
 
   it('createAuditor: disabled means the no-op auditor, whatever DATABASE_URL says', () => {
