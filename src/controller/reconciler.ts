@@ -70,6 +70,10 @@ export interface RunAudit {
     /** Resolves true once the row is committed, false if it was not accepted; never rejects. */
     write(record: AuditRecord): Promise<boolean>;
     isPending(runId: string): boolean;
+    /** The last statement failed: a commit is not coming soon. */
+    failing(): boolean;
+    /** Calls `listener` at the next failed statement; returns its unsubscribe. */
+    onFailure(listener: () => void): () => void;
   };
   /** How long a terminal status write waits for its row while the database is healthy. */
   readonly syncWaitMs: number;
@@ -385,13 +389,18 @@ export class Reconciler {
     const uid = run.metadata.uid;
     const committed = this.#queueAudit(key, run, status, artifacts);
     let recorded = false;
-    if (this.#auditHealthy && audit.syncWaitMs > 0) {
+    if (this.#auditHealthy && !audit.sink.failing() && audit.syncWaitMs > 0) {
+      // Stop waiting at the first failed statement, not only at the timeout: a refused
+      // connection is known within milliseconds, and an outage must not delay outcomes.
       let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<undefined>((resolve) => {
+      let unsubscribe: (() => void) | undefined;
+      const giveUp = new Promise<undefined>((resolve) => {
         timer = setTimeout(resolve, audit.syncWaitMs, undefined);
+        unsubscribe = audit.sink.onFailure(() => resolve(undefined));
       });
-      const result = await Promise.race([committed, timeout]);
+      const result = await Promise.race([committed, giveUp]);
       clearTimeout(timer);
+      unsubscribe?.();
       if (result === undefined) this.#auditHealthy = false;
       recorded = result === true;
     }
