@@ -203,7 +203,13 @@ describe('the audit log, through the operator', () => {
   it('keeps 200 runs going through a PostgreSQL outage and records every one exactly once afterwards', async () => {
     const namespace = await createNamespace(kc, 'audit-outage');
     const url = outageDb.url();
-    await startOperator({ kubeConfig: kc, namespace, env: operatorEnv(url) });
+    // A sync wait far longer than any run: an outcome held for its row would show by its lag.
+    const syncWaitMs = 30_000;
+    await startOperator({
+      kubeConfig: kc,
+      namespace,
+      env: { ...operatorEnv(url), AUDIT_SYNC_WAIT_MS: String(syncWaitMs) },
+    });
     const runs = new AgentRuns(kc, namespace);
     const names = Array.from({ length: 200 }, (_, i) => `run-${String(i).padStart(3, '0')}`);
     const create = (list: string[]) =>
@@ -243,9 +249,24 @@ describe('the audit log, through the operator', () => {
     // No moment in which a finished run without its row could have been deleted for good.
     recording.stop();
     const unprotected = recording.versions.filter(
-      (r) => terminal(r) && !audited(r) && !(r.metadata.finalizers ?? []).includes(FINALIZER),
+      ({ run: r }) =>
+        terminal(r) && !audited(r) && !(r.metadata.finalizers ?? []).includes(FINALIZER),
     );
-    expect(unprotected.map((r) => r.metadata.name)).toEqual([]);
+    expect(unprotected.map(({ run }) => run.metadata.name)).toEqual([]);
+    // Nor was any outcome delayed: each run's finished status was seen soon after its
+    // finishedAt, never after a wait for its row (the first failed statement ends such waits).
+    const firstSeenFinished = new Map<string, number>();
+    for (const { run, at } of recording.versions) {
+      const name = run.metadata.name ?? '';
+      if (terminal(run) && !firstSeenFinished.has(name)) {
+        firstSeenFinished.set(name, at - Date.parse(run.status?.finishedAt ?? ''));
+      }
+    }
+    expect(firstSeenFinished.size).toBeGreaterThanOrEqual(140);
+    const slowest = Math.max(...firstSeenFinished.values());
+    expect(slowest, 'ms from a run finishing to its status showing it').toBeLessThan(
+      syncWaitMs / 3,
+    );
     await waitFor(
       'all 200 runs Audited, finalizers released',
       async () => {

@@ -11,9 +11,15 @@ import {
 } from '../../src/api/agentrun.ts';
 import { waitFor } from './wait.ts';
 
+/** One version of an AgentRun as the watch delivered it, and when (Date.now()). */
+export interface Seen {
+  readonly run: AgentRun;
+  readonly at: number;
+}
+
 /** Every AgentRun version a watch delivered; `stop` ends it and throws if the watch failed. */
 export interface Recording {
-  readonly versions: readonly AgentRun[];
+  readonly versions: readonly Seen[];
   stop(): void;
 }
 
@@ -33,28 +39,52 @@ export class AgentRuns {
 
   /**
    * Records every version of every AgentRun in the namespace from now on, as a watch delivers
-   * them (each write is one event), for assertions about states a poll could miss.
+   * them (each write is one event), for assertions about states a poll could miss. The API
+   * server closes a watch whose reader falls behind a burst (and client-node one that is quiet
+   * for 30 s); the recording then resumes from the last resourceVersion it saw, so it has no
+   * gaps. `stop` throws if it could not resume (e.g. 410 Gone).
    */
   async record(): Promise<Recording> {
-    const versions: AgentRun[] = [];
-    let failure: unknown;
-    const request = await new Watch(this.#kc).watch(
-      `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`,
-      { allowWatchBookmarks: false },
-      (type, raw) => {
-        if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
-          versions.push(this.#parse(raw));
-        }
-      },
-      (error) => {
-        if (error) failure = error;
-      },
-    );
+    const versions: Seen[] = [];
+    const path = `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`;
+    let resourceVersion: string | undefined;
+    let failed: string | undefined;
+    let stopped = false;
+    let resumes = 0;
+    let request: AbortController | undefined;
+    const watch = async (): Promise<void> => {
+      request = await new Watch(this.#kc).watch(
+        path,
+        { allowWatchBookmarks: true, ...(resourceVersion ? { resourceVersion } : {}) },
+        (type, raw: { metadata?: { resourceVersion?: string }; code?: number }) => {
+          if (type === 'ERROR') {
+            failed = `watch error ${raw.code ?? ''}`;
+            return;
+          }
+          resourceVersion = raw.metadata?.resourceVersion ?? resourceVersion;
+          if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+            versions.push({ run: this.#parse(raw), at: Date.now() });
+          }
+        },
+        (error) => {
+          if (stopped || failed) return;
+          resumes += 1;
+          // A closed or timed-out watch resumes; one that cannot connect at all gives up.
+          if (resumes > 50) failed = `gave up resuming: ${String(error)}`;
+          else
+            watch().catch((e: unknown) => {
+              failed = String(e);
+            });
+        },
+      );
+    };
+    await watch();
     return {
       versions,
       stop: () => {
-        request.abort();
-        if (failure) throw new Error(`the recording watch failed: ${String(failure)}`);
+        stopped = true;
+        request?.abort();
+        if (failed) throw new Error(`the recording watch failed: ${failed}`);
       },
     };
   }
