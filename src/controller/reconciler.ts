@@ -1,7 +1,7 @@
 import { type AgentRun, type AgentRunStatus, PARAMS_MAX_BYTES } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason } from '../api/reasons.ts';
-import type { AuditRecord } from '../audit/audit-record.ts';
+import type { AuditSink } from '../audit/audit-writer.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
 import type { Logger } from '../log.ts';
 import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-client.ts';
@@ -66,15 +66,7 @@ export interface ReconcilerOptions {
 
 /** Where audit rows go (src/audit's AuditWriter), and how long runs wait for them. */
 export interface RunAudit {
-  readonly sink: {
-    /** Resolves true once the row is committed, false if it was not accepted; never rejects. */
-    write(record: AuditRecord): Promise<boolean>;
-    isPending(runId: string): boolean;
-    /** The last statement failed: a commit is not coming soon. */
-    failing(): boolean;
-    /** Calls `listener` at the next failed statement; returns its unsubscribe. */
-    onFailure(listener: () => void): () => void;
-  };
+  readonly sink: Pick<AuditSink, 'write' | 'isPending' | 'failing' | 'onFailure'>;
   /** How long a terminal status write waits for its row while the database is healthy. */
   readonly syncWaitMs: number;
   /** How long after finishedAt the finalizer waits for a pending row. */
