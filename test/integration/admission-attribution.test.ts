@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   ApiException,
   CoreV1Api,
@@ -19,6 +17,7 @@ import { installCrd } from '../support/crds.ts';
 import { controlPlane, useFreshDatabase } from '../support/environment.ts';
 import { adminKubeConfig, kubeConfigWithToken, mintUser } from '../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../support/kube.ts';
+import { kubectlFor, succeeded } from '../support/kubectl.ts';
 import { startOperator } from '../support/operator.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -33,7 +32,6 @@ import { waitFor } from '../support/wait.ts';
  * namespace, and the parameter ConfigMap lives in that namespace.
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const plane = controlPlane();
 const admin = adminKubeConfig(plane);
 const auditDb = useFreshDatabase('attribution');
@@ -42,43 +40,9 @@ const BOB = 'bob@example.com';
 const alice = mintUser(plane, ALICE);
 const bob = mintUser(plane, BOB);
 
-// --- kubectl -------------------------------------------------------------------------------
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function kubectl(
-  args: readonly string[],
-  options: { kubeconfig?: string; input?: string } = {},
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      plane.kubectl,
-      ['--kubeconfig', options.kubeconfig ?? plane.adminKubeconfig, ...args],
-      { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
-  });
-}
-
-async function mustKubectl(args: readonly string[], input?: string): Promise<string> {
-  const result = await kubectl(args, input === undefined ? {} : { input });
-  expect(result.code, `kubectl ${args.join(' ')}\n${result.stderr}`).toBe(0);
-  return result.stdout;
-}
+const kubectl = kubectlFor(plane);
+const mustKubectl = (args: readonly string[], input?: string) =>
+  succeeded(kubectl(args, input === undefined ? {} : { input }), ['kubectl', ...args]);
 
 // --- the shipped manifests -----------------------------------------------------------------
 

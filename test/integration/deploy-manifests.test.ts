@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +26,7 @@ import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../support/kube.ts';
+import { kubectlFor, runCommand } from '../support/kubectl.ts';
 
 /**
  * The install manifests (deploy/crd, rbac, manager, default, postgres) against the real API
@@ -46,29 +46,7 @@ const VERSION = (
 const plane = controlPlane();
 const admin = adminKubeConfig(plane);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: readonly string[], input = '', env = process.env) {
-  return new Promise<Result>((resolve) => {
-    const child = execFile(
-      command,
-      args,
-      { cwd: ROOT, env, maxBuffer: 32 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr: `${stderr}${code === -1 ? (error?.message ?? '') : ''}` });
-      },
-    );
-    child.stdin?.end(input);
-  });
-}
-
-const kubectl = (args: readonly string[], input = '') =>
-  run(plane.kubectl, ['--kubeconfig', plane.adminKubeconfig, ...args], input);
+const kubectl = (args: readonly string[], input = '') => kubectlFor(plane)(args, { input });
 
 interface Manifest {
   apiVersion: string;
@@ -253,11 +231,10 @@ describe('deploy/ kustomizations on the API server (dry run)', () => {
   it('make build-installer writes dist/install.yaml: deploy/default with the IMG image', async () => {
     const image = 'registry.example/agentrun/operator:9.9.9-test';
     const env = { ...process.env, MAKEFLAGS: '', MAKELEVEL: '' };
-    const made = await run(
+    const made = await runCommand(
       'make',
       ['-s', 'build-installer', `IMG=${image}`, `KUBECTL=${plane.kubectl}`],
-      '',
-      env,
+      { env },
     );
     expect(made.code, made.stderr).toBe(0);
     const installer = join(ROOT, 'dist/install.yaml');

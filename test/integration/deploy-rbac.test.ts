@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import {
   AppsV1Api,
   AuthenticationV1Api,
@@ -28,6 +26,7 @@ import {
   mintUser,
 } from '../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../support/kube.ts';
+import { kubectlFor, succeeded } from '../support/kubectl.ts';
 import { startOperator } from '../support/operator.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -45,7 +44,6 @@ import { waitFor } from '../support/wait.ts';
  * the agentrun-* ClusterRoles are bound directly.
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const GROUP = 'agents.applylens.io';
 const VERSION = 'v1alpha1';
 const PLURAL = 'agentruns';
@@ -62,24 +60,16 @@ interface Manifest {
   subjects?: { kind: string; name: string; namespace?: string }[];
 }
 
-function kubectl(args: readonly string[], input = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      plane.kubectl,
-      ['--kubeconfig', plane.adminKubeconfig, ...args],
-      { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 },
-      (error, stdout, stderr) => (error ? reject(new Error(`${stderr}`)) : resolve(stdout)),
-    );
-    child.stdin?.end(input);
-  });
-}
+const kubectl = kubectlFor(plane);
+const mustKubectl = (args: readonly string[], input = '') =>
+  succeeded(kubectl(args, { input }), ['kubectl', ...args]);
 
 /**
  * Renders a kustomization, moves it to `home` (see above) and applies it for real. Returns the
  * names of the ClusterRoleBindings created, for clean-up.
  */
 async function applyInto(dir: string, home: string, suffix: string): Promise<string[]> {
-  const objects = parseAllDocuments(await kubectl(['kustomize', dir])).map(
+  const objects = parseAllDocuments(await mustKubectl(['kustomize', dir])).map(
     (doc) => doc.toJS() as Manifest,
   );
   for (const object of objects) {
@@ -89,7 +79,7 @@ async function applyInto(dir: string, home: string, suffix: string): Promise<str
       if (subject.kind === 'ServiceAccount') subject.namespace = home;
     }
   }
-  await kubectl(
+  await mustKubectl(
     ['apply', '--server-side', '--force-conflicts', '--field-manager=deploy-rbac-test', '-f', '-'],
     JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }),
   );

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { statusOf } from '../support/kube.ts';
+import { kubectlFor } from '../support/kubectl.ts';
 
 /**
  * deploy/monitoring against the real API server with the Prometheus Operator CRDs installed
@@ -25,25 +25,8 @@ const NAMESPACE = 'agentrun-system';
 
 const plane = controlPlane();
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function kubectl(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      plane.kubectl,
-      ['--kubeconfig', plane.adminKubeconfig, ...args],
-      { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr: `${stderr}${code === -1 ? (error?.message ?? '') : ''}` });
-      },
-    );
-  });
-}
+const run = kubectlFor(plane);
+const kubectl = (...args: string[]) => run(args);
 
 /** `kubectl apply` that must succeed; returns its output lines. */
 async function apply(...args: string[]): Promise<string[]> {
