@@ -17,9 +17,9 @@ const devDir = resolve(process.env['DEV_DIR'] ?? join(root, '.dev'));
 mkdirSync(devDir, { recursive: true });
 
 const plane = await ControlPlane.start({ baseDir: devDir });
-const postgres = process.env['DATABASE_URL']
-  ? undefined
-  : await PostgresServer.start({ baseDir: devDir });
+// Its data goes to a private directory under the OS temp dir, not devDir: as root PostgreSQL runs
+// as `postgres`, which cannot enter a clone in root's home.
+const postgres = process.env['DATABASE_URL'] ? undefined : await PostgresServer.start();
 const kubeconfig = join(devDir, 'kubeconfig');
 copyFileSync(plane.info.adminKubeconfig, kubeconfig);
 const kubectl = async (...args: string[]) =>
@@ -95,7 +95,7 @@ agentrun-operator is running against a local control plane (kube-apiserver ${pla
   kubectl apply -f deploy/samples/noop-hello.yaml
   kubectl wait --for=condition=Succeeded agentrun/hello
   tail -f ${logFile}
-${postgres ? `\nPostgreSQL (throwaway, data under ${devDir}): export DATABASE_URL=${postgres.url()}\n  node src/cli/main.ts audit ls     # or: kubectl agentrun history (with plugins/ on PATH)\n` : ''}
+${postgres ? `\nPostgreSQL (throwaway, data in ${postgres.dir}): export DATABASE_URL=${postgres.url()}\n  node src/cli/main.ts audit ls     # or: kubectl agentrun history (with plugins/ on PATH)\n` : ''}
 Press Ctrl-C to stop everything and remove its data.`);
 
 // Keeps the event loop alive until a signal arrives.

@@ -9,8 +9,6 @@ import { waitFor } from '../wait.ts';
 import { findPostgresBinDir } from './binaries.ts';
 
 export interface PostgresServerOptions {
-  /** Parent of the working directory; default the OS temp dir. */
-  readonly baseDir?: string;
   readonly binDir?: string;
   readonly startTimeoutMs?: number;
 }
@@ -25,6 +23,10 @@ interface RunAs {
  * A throwaway PostgreSQL server from the system binaries: initdb into a temp dir, listening on
  * 127.0.0.1 on a free port with trust authentication. It can be stopped and started again on
  * the same port and data, which is how tests simulate a database outage.
+ *
+ * Its directory is always a private one under the OS temp dir, never under the caller's (the
+ * clone's) directories: as root the server runs as `postgres`, and a clone often lies in a
+ * directory that user cannot enter (root's home, mode 0700).
  */
 export class PostgresServer {
   readonly dir: string;
@@ -53,7 +55,7 @@ export class PostgresServer {
   static async start(options: PostgresServerOptions = {}): Promise<PostgresServer> {
     const binDir = options.binDir ?? findPostgresBinDir();
     const runAs = process.getuid?.() === 0 ? postgresUser() : undefined;
-    const dir = mkdtempSync(join(options.baseDir ?? tmpdir(), 'agentrun-postgres-'));
+    const dir = mkdtempSync(join(tmpdir(), 'agentrun-postgres-'));
     const server = new PostgresServer(
       dir,
       await freePort(),
@@ -117,6 +119,8 @@ export class PostgresServer {
       ],
       logFile: join(this.dir, 'postgres.log'),
       stopSignal: 'SIGINT',
+      // Not the inherited cwd, which the server's user may be unable to enter.
+      cwd: this.dir,
       ...this.runAs,
     });
     this.process = proc;
@@ -163,11 +167,18 @@ export class PostgresServer {
     try {
       execFileSync(join(this.binDir, 'initdb'), args, {
         stdio: ['ignore', 'pipe', 'pipe'],
+        // initdb returns to its starting directory after looking up its own binary.
+        cwd: this.dir,
         ...this.runAs,
       });
     } catch (error) {
       const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? String(error);
-      throw new Error(`initdb failed: ${stderr}`);
+      const hint =
+        this.runAs && stderr.includes('Permission denied')
+          ? ` (initdb runs as the postgres user, who must be able to reach ${this.dir}: ` +
+            'point TMPDIR at a directory it can reach)'
+          : '';
+      throw new Error(`initdb failed${hint}: ${stderr}`);
     }
   }
 }
