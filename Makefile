@@ -58,9 +58,15 @@ build: $(DEPS) ## Compile TypeScript to dist/.
 ##@ Test
 
 .PHONY: test
-test: lint typecheck ## Lint, type-check, then run unit and integration tests (real apiserver, etcd, PostgreSQL).
+test: test-report-reset lint typecheck ## Lint, type-check, then run unit and integration tests (real apiserver, etcd, PostgreSQL).
 	@mkdir -p $(REPORTS)
 	$(WITH_ENVTEST) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/vitest.json
+
+# First of test's prerequisites: when lint, typecheck or the set-up fails, no earlier run's report
+# is left to pass for this run's.
+.PHONY: test-report-reset
+test-report-reset:
+	@rm -f $(REPORTS)/vitest.json
 
 .PHONY: test-unit
 test-unit: $(DEPS) ## Run the fast unit tests only.
