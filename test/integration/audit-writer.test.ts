@@ -7,10 +7,12 @@ import { AgentAuditor } from '../../src/audit/auditor.ts';
 import { migrate } from '../../src/audit/migrate.ts';
 import { createLogger } from '../../src/log.ts';
 import { PostgresServer } from '../support/postgres/server.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The write path through a real PostgreSQL outage: a server of this file's own, stopped
- * (fast shutdown: connections cut) and started again in the middle of 200 runs.
+ * (fast shutdown: connections cut) and started again in the middle of 200 runs; and through a
+ * statement that hangs in the server (a table lock), where nothing fails but nothing commits.
  */
 let server: PostgresServer;
 let url: string;
@@ -100,11 +102,12 @@ describe('AuditWriter on a real server', () => {
     const metrics = new Metrics();
     const auditor = AgentAuditor.connect(url, { logger, metrics });
     const committed: Promise<boolean>[] = [];
-    const callMs: number[] = [];
+    const notQueued: string[] = [];
     const write = (record: AuditRecord): void => {
-      const t = performance.now();
       committed.push(auditor.write(record));
-      callMs.push(performance.now() - t);
+      // Queued by the time write() returns, database up or down (the writer's loop only starts
+      // on a later turn, so nothing can have been written yet).
+      if (!auditor.isPending(record.runId)) notQueued.push(`${record.runId} ${record.status}`);
     };
 
     let pendingDuringOutage = 0;
@@ -132,14 +135,14 @@ describe('AuditWriter on a real server', () => {
 
     console.log(
       `outage: ${pendingDuringOutage} rows queued before resume, peak ${metrics.maxPending}, ` +
-        `${metrics.error} row-attempts failed, ${metrics.success} rows committed, ` +
-        `slowest write() call ${Math.max(...callMs).toFixed(2)} ms`,
+        `${metrics.error} row-attempts failed, ${metrics.success} rows committed`,
     );
     // The outage really happened while runs were writing, and rows waited in the queue.
     expect(pendingDuringOutage).toBeGreaterThan(50);
     expect(metrics.error).toBeGreaterThan(0);
-    // Queueing never waited for the database (a generous bound: these are synchronous calls).
-    expect(Math.max(...callMs)).toBeLessThan(100);
+    // Every record was queued when its write() returned, also those written while the
+    // database was down (see also the hung-statement test below).
+    expect(notQueued).toEqual([]);
 
     // Exactly one row per run, each with its terminal values.
     const { rows } = await admin.query(
@@ -176,6 +179,72 @@ describe('AuditWriter on a real server', () => {
     expect(log).toContain('audit writes recovered');
     expect(log).toContain(`127.0.0.1:${server.port}/postgres`);
     expect(log).not.toContain(PASSWORD);
+  });
+
+  it('a statement hung in the database: write() returns with its record queued, settles only after the commit', async () => {
+    const { logger } = logCapture();
+    const auditor = AgentAuditor.connect(url, { logger });
+    // Holds an ACCESS EXCLUSIVE lock on the table: the writer's INSERT waits for it inside the
+    // server, with its connection open and nothing failing, as long as the lock is held.
+    const locker = new pg.Client({ connectionString: server.url() });
+    await locker.connect();
+    let locked = false;
+    try {
+      // The pool has a connection and the statement is known: nothing left to set up later.
+      await expect(auditor.write(startOf(0, 'hung'))).resolves.toBe(true);
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE agent_audit_log IN ACCESS EXCLUSIVE MODE');
+      locked = true;
+      const settled = new Set<string>();
+      const track = (record: AuditRecord): Promise<boolean> => {
+        const committed = auditor.write(record);
+        void committed.then(() => settled.add(`${record.runId} ${record.status}`));
+        return committed;
+      };
+      const first = track(finishOf(0, 'hung'));
+      const waitingOnLock = async (): Promise<true | undefined> => {
+        const { rows } = await admin.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE application_name = 'agentrun-operator' AND wait_event_type = 'Lock'`,
+        );
+        return rows[0]?.n === 1 ? true : undefined;
+      };
+      await waitFor('the audit statement to wait on the lock', waitingOnLock, {
+        timeoutMs: 15_000,
+        intervalMs: 20,
+      });
+
+      // While the statement hangs, every write() returns with its record queued: none waited
+      // for the database (one that did would return before queueing, or never return).
+      const writes: Promise<boolean>[] = [];
+      for (let i = 1; i <= 50; i++) {
+        const record = startOf(i, 'hung');
+        expect(auditor.isPending(record.runId)).toBe(false);
+        writes.push(track(record));
+        expect(auditor.isPending(record.runId)).toBe(true);
+      }
+      expect(auditor.pending()).toBe(51);
+      // Nothing claims a commit that cannot have happened: the statement still waits.
+      await sleep(200);
+      await expect(waitingOnLock()).resolves.toBe(true);
+      expect([...settled]).toEqual([]);
+      expect(auditor.pending()).toBe(51);
+
+      await locker.query('ROLLBACK');
+      locked = false;
+      expect(await Promise.all([first, ...writes])).toEqual(Array(51).fill(true));
+      expect(auditor.pending()).toBe(0);
+      expect(await countRows('hung')).toBe(51);
+      const { rows } = await admin.query(
+        "SELECT status FROM agent_audit_log WHERE run_id = 'hung-0'",
+      );
+      // The finish written while the statement hung (run 0 of finishOf fails on purpose).
+      expect(rows).toEqual([{ status: 'failed' }]);
+    } finally {
+      if (locked) await locker.query('ROLLBACK').catch(() => {});
+      await locker.end().catch(() => {});
+      await auditor.close();
+    }
   });
 
   it('the queue bound: new runs are refused while full, queued ones land after the outage', async () => {
