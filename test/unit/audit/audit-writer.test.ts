@@ -323,7 +323,8 @@ describe('AuditWriter', () => {
     await expect(w.flush(10)).resolves.toBe(true);
     store.failures = 1;
     const committed = w.write(record('a'));
-    await sleep(20); // failed once, now waiting a minute
+    // Failed once, now waiting a minute (polled: a busy machine may take a while to get there).
+    await expect.poll(() => w.failing()).toBe(true);
     expect(store.statements).toHaveLength(1);
     await expect(w.flush(1_000)).resolves.toBe(true);
     await expect(committed).resolves.toBe(true);
