@@ -173,6 +173,7 @@ export class Operator {
       retry: { baseMs: config.RETRY_BACKOFF_BASE_MS, maxMs: config.RETRY_BACKOFF_MAX_MS },
       resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
       finalizerAfterMs: config.FINALIZER_AFTER_MS,
+      queuedStatusAfterMs: config.QUEUED_STATUS_AFTER_MS,
       ...(options.observers ? { observers: options.observers } : {}),
       metrics: options.metrics ?? metrics.controller,
       queueMetrics: metrics.workqueue,

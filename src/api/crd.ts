@@ -74,6 +74,8 @@ export function agentRunCrd(): JsonSchema {
           additionalPrinterColumns: [
             column('Agent', '.spec.agent', 'string'),
             column('Phase', '.status.phase', 'string'),
+            // Why it is in that phase (Queued, Retrying, TimedOut, UnknownAgent...), as Pods show it.
+            column('Reason', '.status.conditions[?(@.type=="Succeeded")].reason', 'string'),
             column('Dry-Run', '.spec.dryRun', 'boolean'),
             column('Duration', '.status.duration', 'string'),
             column('Age', '.metadata.creationTimestamp', 'date'),

@@ -2,11 +2,13 @@ import type { Phase } from './agentrun.ts';
 
 /**
  * Reasons of the `Succeeded` condition (and, mirrored, of Ready/Reconciling/Stalled). The
- * condition moves forward only: Unknown (Pending, Running, Retrying) to True (Succeeded) or
- * False (every other reason). Users, alerts and GitOps health checks key on these strings.
+ * condition moves forward only: Unknown (Pending, Queued, Running, Retrying) to True (Succeeded)
+ * or False (every other reason). Users, alerts and GitOps health checks key on these strings.
  */
 export const Reason = {
   Pending: 'Pending',
+  /** Not started yet: every handler slot (MAX_CONCURRENT_RUNS) is taken. Phase Pending. */
+  Queued: 'Queued',
   Running: 'Running',
   Retrying: 'Retrying',
   Succeeded: 'Succeeded',
@@ -21,7 +23,7 @@ export const Reason = {
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
 /** Reasons that end a run. */
-export type TerminalReason = Exclude<Reason, 'Pending' | 'Running' | 'Retrying'>;
+export type TerminalReason = Exclude<Reason, 'Pending' | 'Queued' | 'Running' | 'Retrying'>;
 
 /** The phase a terminal reason shows as. */
 export function terminalPhase(reason: TerminalReason): Phase {

@@ -68,6 +68,11 @@ export const configSchema = z.object({
   RESYNC_PERIOD_SECONDS: int(0, 86_400).default(600),
   /** Handlers that run this long get the finalizer that makes deletion wait for them. */
   FINALIZER_AFTER_MS: int(0, 3_600_000).default(1_000),
+  /**
+   * A run still waiting for a handler slot this long after its creation gets one status write:
+   * phase Pending, reason Queued. 0: never (runs waiting for a slot then have no status).
+   */
+  QUEUED_STATUS_AFTER_MS: int(0, 3_600_000).default(2_000),
 
   /** The durable audit log in PostgreSQL (the seed's toggle). Off: no connection, no finalizer. */
   APPLYLENS_AGENT_AUDIT_ENABLED: bool.default(true),

@@ -21,6 +21,8 @@ export interface ControllerOptions {
   readonly retry: { readonly baseMs: number; readonly maxMs: number };
   readonly resyncPeriodMs: number;
   readonly finalizerAfterMs: number;
+  /** QUEUED_STATUS_AFTER_MS: when a run waiting for a handler slot says so; 0: never. */
+  readonly queuedStatusAfterMs?: number;
   readonly observers?: readonly RunObserver[];
   readonly queueMetrics?: WorkQueueMetrics;
   readonly metrics?: ControllerMetrics;
@@ -69,6 +71,7 @@ export class AgentRunController {
       maxConcurrentRuns: options.maxConcurrentRuns,
       retry: options.retry,
       finalizerAfterMs: options.finalizerAfterMs,
+      queuedStatusAfterMs: options.queuedStatusAfterMs ?? 0,
       enqueue: (key) => queue.add(key),
       metrics: this.#metrics,
       ...(options.audit ? { audit: options.audit } : {}),

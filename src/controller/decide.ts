@@ -177,6 +177,29 @@ export function decide({ run, executing, now, audit }: DecideInput): Action {
   return { type: 'start', attempt: attempts + 1 };
 }
 
+/** What to do about a run that should start but found every handler slot taken. */
+export type NoSlotAction =
+  /** Wait quietly: the executor wakes the run when a slot frees. */
+  | { readonly type: 'none' }
+  /** Look again when the run will have waited `queuedAfterMs`, to say it is queued. */
+  | { readonly type: 'requeue'; readonly afterMs: number }
+  /** Write the Queued status (once per run). */
+  | { readonly type: 'markQueued' };
+
+/**
+ * A run that has never started and has waited at least `queuedAfterMs` since it was created gets
+ * one Queued status; runs that start sooner get none, so short runs cost no extra write. A run
+ * waiting to retry already has a status that says so. `queuedAfterMs` 0 turns this off.
+ */
+export function whenNoSlot(run: AgentRun, now: Date, queuedAfterMs: number): NoSlotAction {
+  if (queuedAfterMs <= 0 || run.status?.phase !== undefined) return { type: 'none' };
+  const created = Date.parse(run.metadata.creationTimestamp ?? '');
+  // The API server always sets creationTimestamp; without one the wait cannot be known.
+  if (Number.isNaN(created)) return { type: 'markQueued' };
+  const left = created + queuedAfterMs - now.getTime();
+  return left > 0 ? { type: 'requeue', afterMs: left } : { type: 'markQueued' };
+}
+
 /**
  * Delay before retry number `retry` (1-based): base * 2^(retry-1), capped, as batch/v1 Job does
  * (10 s, 20 s, 40 s ... 6 min by default).

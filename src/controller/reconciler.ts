@@ -14,6 +14,7 @@ import {
   FINALIZER,
   type RetryPolicy,
   statusAfterAttempt,
+  whenNoSlot,
 } from './decide.ts';
 import { type Execution, Executor } from './executor.ts';
 import {
@@ -22,6 +23,7 @@ import {
   isTerminal,
   observedStatus,
   progress,
+  queuedStatus,
   runningStatus,
   terminalStatus,
   withAudited,
@@ -55,6 +57,11 @@ export interface ReconcilerOptions {
   readonly retry: RetryPolicy;
   /** Handlers still running after this long get the deletion-blocking finalizer. */
   readonly finalizerAfterMs: number;
+  /**
+   * A run that waits this long for a handler slot gets one Queued status (QUEUED_STATUS_AFTER_MS);
+   * 0 or absent: never.
+   */
+  readonly queuedStatusAfterMs?: number;
   /** Puts a key back on the work queue (after an execution ends or a slot frees). */
   readonly enqueue: (key: string) => void;
   readonly observers?: readonly RunObserver[];
@@ -289,7 +296,7 @@ export class Reconciler {
     // Take the slot before the first await, so concurrent reconciles cannot overbook.
     const reserved = this.executor.reserve(key);
     this.#metrics.queued(this.executor.waiting);
-    if (!reserved) return {};
+    if (!reserved) return this.#noSlot(run);
     let claimed: AgentRun;
     try {
       // The claim carries the resourceVersion we decided on: if another process (a previous
@@ -318,6 +325,21 @@ export class Reconciler {
       logger,
       execute: (ctx) => prepared.execute(ctx),
     });
+    return {};
+  }
+
+  /** No handler slot is free: the executor wakes the run later; say it is queued if it waits. */
+  async #noSlot(run: AgentRun): Promise<ReconcileResult> {
+    const now = this.#now();
+    const next = whenNoSlot(run, now, this.#o.queuedStatusAfterMs ?? 0);
+    if (next.type === 'requeue') return { requeueAfterMs: next.afterMs };
+    if (next.type === 'none') return {};
+    const { busy, waiting } = this.executor;
+    const message =
+      `waiting for a free handler slot: ${busy} of MAX_CONCURRENT_RUNS=${this.#o.maxConcurrentRuns} ` +
+      `in use, ${waiting} run(s) waiting`;
+    // Preconditioned like a claim: a run another process moved on meanwhile keeps its status.
+    await this.#write(run, queuedStatus(run, message, now), run.metadata.resourceVersion);
     return {};
   }
 
@@ -503,8 +525,8 @@ export class Reconciler {
       const type = now.status === 'False' || now.reason === Reason.Retrying ? 'Warning' : 'Normal';
       const reason = now.reason === Reason.Running ? 'Started' : now.reason;
       this.#o.events.record(run, type, reason, now.message);
-      // Per-run transitions log at debug: at hundreds of runs/s an info line per run would cost
-      // more than the run. The Events and the audit log are the per-run record.
+      // Transitions on the way (queued, running, retrying) log at debug; the end of a run logs
+      // below, once, at info.
       if (this.#o.logger.isLevelEnabled('debug')) {
         this.#log(run).debug({ phase: run.status?.phase, reason: now.reason }, now.message);
       }
@@ -514,8 +536,32 @@ export class Reconciler {
       const status =
         phase === 'Succeeded' ? 'succeeded' : phase === 'Canceled' ? 'canceled' : 'failed';
       this.#metrics.runFinished(run.spec.agent, status, run.status?.durationMs ?? 0);
+      this.#logFinished(run, now?.reason, now?.message ?? '');
     }
     for (const observer of this.#o.observers ?? []) observer.statusWritten(run, previous);
+  }
+
+  /**
+   * The one log line per finished run, so that a run id can be grepped: info when it succeeded or
+   * was canceled, warn with the error when it failed or timed out. pino writes asynchronously,
+   * so this costs microseconds (docs/performance.md).
+   */
+  #logFinished(run: AgentRun, reason: string | undefined, message: string): void {
+    const status = run.status;
+    const fields = {
+      phase: status?.phase,
+      reason,
+      durationMs: status?.durationMs,
+      attempts: status?.attempts,
+    };
+    if (status?.phase === 'Failed') {
+      this.#log(run).warn({ ...fields, error: status.error ?? message }, `run failed: ${message}`);
+    } else {
+      this.#log(run).info(
+        fields,
+        `run ${status?.phase === 'Canceled' ? 'canceled' : 'succeeded'}: ${message}`,
+      );
+    }
   }
 
   #remember(run: AgentRun): void {

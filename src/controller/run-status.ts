@@ -85,7 +85,9 @@ export function progress(status: AgentRunStatus | undefined): number {
   if (!status) return 0;
   const attempts = status.attempts ?? 0;
   const reason = findCondition(status.conditions, ConditionType.Succeeded)?.reason;
-  const settled = isTerminal(status) || reason === Reason.Retrying ? 1 : 0;
+  // Queued is "attempt 0 ended": after no status at all, before attempt 1 runs.
+  const settled =
+    isTerminal(status) || reason === Reason.Retrying || reason === Reason.Queued ? 1 : 0;
   // Terminal outranks everything (a run finished without ever starting has attempts 0), and a
   // terminal status whose audit row is recorded outranks one still waiting for it.
   if (isTerminal(status)) return Number.MAX_SAFE_INTEGER - (isAudited(status) ? 0 : 1);
@@ -124,6 +126,21 @@ function withConditions(
 function common(run: AgentRun, phase: Phase): AgentRunStatus {
   const status: AgentRunStatus = { ...run.status, runId: run.metadata.uid, phase };
   if (run.metadata.generation !== undefined) status.observedGeneration = run.metadata.generation;
+  return status;
+}
+
+/**
+ * The status of a run that has not started because no handler slot is free: phase Pending,
+ * Succeeded=Unknown with reason Queued, so that `kubectl get` and GitOps tools can tell a queued
+ * run from one no operator has seen.
+ */
+export function queuedStatus(run: AgentRun, message: string, now: Date): AgentRunStatus {
+  const status = common(run, 'Pending');
+  status.conditions = withConditions(status, run, now, {
+    status: 'Unknown',
+    reason: Reason.Queued,
+    message,
+  });
   return status;
 }
 

@@ -48,12 +48,12 @@ describe('AgentRuns through the real kubectl', () => {
     expect(out.trim()).toBe('agentrun.agents.applylens.io/waited condition met');
   });
 
-  it('kubectl get shows AGENT, PHASE, DRY-RUN, DURATION and AGE', async () => {
+  it('kubectl get shows AGENT, PHASE, REASON, DRY-RUN, DURATION and AGE', async () => {
     const rows = table(await kubectl('get', 'agentruns', 'good', 'bad'));
-    expect(rows[0]).toEqual(['NAME', 'AGENT', 'PHASE', 'DRY-RUN', 'DURATION', 'AGE']);
-    expect(rows[1]?.slice(0, 4)).toEqual(['good', 'noop', 'Succeeded', 'true']);
-    expect(rows[1]?.[4]).toMatch(/^\d+(ms|(\.\d+)?s)$/);
-    expect(rows[2]?.slice(0, 4)).toEqual(['bad', 'noop', 'Failed', 'true']);
+    expect(rows[0]).toEqual(['NAME', 'AGENT', 'PHASE', 'REASON', 'DRY-RUN', 'DURATION', 'AGE']);
+    expect(rows[1]?.slice(0, 5)).toEqual(['good', 'noop', 'Succeeded', 'Succeeded', 'true']);
+    expect(rows[1]?.[5]).toMatch(/^\d+(ms|(\.\d+)?s)$/);
+    expect(rows[2]?.slice(0, 5)).toEqual(['bad', 'noop', 'Failed', 'Failed', 'true']);
   });
 
   it('-o wide adds RUN-ID, REQUESTED-BY, ATTEMPTS and OBJECTIVE', async () => {
@@ -63,6 +63,7 @@ describe('AgentRuns through the real kubectl', () => {
       'NAME',
       'AGENT',
       'PHASE',
+      'REASON',
       'DRY-RUN',
       'DURATION',
       'AGE',
@@ -71,7 +72,7 @@ describe('AgentRuns through the real kubectl', () => {
       'ATTEMPTS',
       'OBJECTIVE',
     ]);
-    expect(rows[1]?.slice(6)).toEqual([good?.metadata.uid, 'alice@example.com', '1', 'works']);
+    expect(rows[1]?.slice(7)).toEqual([good?.metadata.uid, 'alice@example.com', '1', 'works']);
   });
 
   it('selects runs by phase and agent with field selectors', async () => {

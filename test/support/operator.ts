@@ -3,7 +3,7 @@ import { afterEach } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { RunEvents } from '../../src/controller/reconciler.ts';
 import type { Handler } from '../../src/handlers/handler.ts';
-import { createLogger, type LogLevel, silentLogger } from '../../src/log.ts';
+import { createLogger, type Logger, type LogLevel, silentLogger } from '../../src/log.ts';
 import { createOperator, type Operator } from '../../src/operator.ts';
 
 const running = new Set<Operator>();
@@ -19,6 +19,8 @@ export interface TestOperatorOptions {
   readonly handlers?: readonly Handler[];
   readonly env?: Record<string, string>;
   readonly events?: RunEvents;
+  /** Where the operator logs (capturingLogger() to assert on it); silent by default. */
+  readonly logger?: Logger;
 }
 
 /**
@@ -42,9 +44,11 @@ export async function startOperator(options: TestOperatorOptions): Promise<Opera
   const operator = await createOperator({
     config,
     // TEST_OPERATOR_LOG=debug shows the operator's logs when a test needs explaining.
-    logger: process.env['TEST_OPERATOR_LOG']
-      ? createLogger(process.env['TEST_OPERATOR_LOG'] as LogLevel)
-      : silentLogger(),
+    logger:
+      options.logger ??
+      (process.env['TEST_OPERATOR_LOG']
+        ? createLogger(process.env['TEST_OPERATOR_LOG'] as LogLevel)
+        : silentLogger()),
     kubeConfig: options.kubeConfig,
     ...(options.handlers ? { handlers: options.handlers } : {}),
     ...(options.events ? { events: options.events } : {}),

@@ -26,6 +26,7 @@ const DEFAULTS = {
   RETRY_BACKOFF_MAX_MS: 360_000,
   RESYNC_PERIOD_SECONDS: 600,
   FINALIZER_AFTER_MS: 1_000,
+  QUEUED_STATUS_AFTER_MS: 2_000,
   APPLYLENS_AGENT_AUDIT_ENABLED: true,
   DATABASE_URL: '',
   AUDIT_MIGRATE: true,
@@ -156,6 +157,7 @@ describe('loadConfig: environment parsing', () => {
     { key: 'RETRY_BACKOFF_MAX_MS', min: 0, max: 86_400_000 },
     { key: 'RESYNC_PERIOD_SECONDS', min: 0, max: 86_400 },
     { key: 'FINALIZER_AFTER_MS', min: 0, max: 3_600_000 },
+    { key: 'QUEUED_STATUS_AFTER_MS', min: 0, max: 3_600_000 },
   ];
   for (const { key, min, max } of ranges) {
     it(`${key} accepts ${min}..${max} and rejects ${min - 1} and ${max + 1}`, () => {

@@ -9,8 +9,9 @@ import {
   FINALIZER,
   retryDelayMs,
   statusAfterAttempt,
+  whenNoSlot,
 } from '../../../src/controller/decide.ts';
-import { STATUS_ARTIFACTS_MAX_BYTES } from '../../../src/controller/run-status.ts';
+import { queuedStatus, STATUS_ARTIFACTS_MAX_BYTES } from '../../../src/controller/run-status.ts';
 import {
   agentRun,
   at,
@@ -80,6 +81,64 @@ describe('decide: a fresh run', () => {
   it('starts with no note on the action', () => {
     const action = decide({ run: agentRun(), executing: false, now: T0 });
     expect(Object.keys(action).sort()).toEqual(['attempt', 'type']);
+  });
+});
+
+describe('decide: a queued run (no free slot before)', () => {
+  const queued = withStatus(agentRun(), queuedStatus(agentRun(), 'no free slot', T0));
+
+  it.each<[string, AgentRun, Action]>([
+    ['starts attempt 1 like a run without status', queued, START],
+    [
+      'canceled: it never started',
+      withStatus(agentRun({ spec: { cancel: true } }), queued.status ?? {}),
+      canceled('canceled before it started'),
+    ],
+    ['deleted: Canceled', deleting(queued), canceled('deleted before it finished')],
+  ])('%s', (_name, run, expected) => {
+    expect(decide({ run, executing: false, now: at(MINUTE) })).toStrictEqual(expected);
+  });
+});
+
+describe('whenNoSlot: when a run waiting for a handler slot says so', () => {
+  // agentRun() is created at T0 - 60 s.
+  const created = Date.parse(agentRun().metadata.creationTimestamp ?? '');
+  const fresh = (ms: number) => new Date(created + ms);
+
+  it.each<[string, AgentRun, Date, number, ReturnType<typeof whenNoSlot>]>([
+    [
+      'created moments ago: look again when the threshold is reached',
+      agentRun(),
+      fresh(500),
+      2000,
+      { type: 'requeue', afterMs: 1500 },
+    ],
+    ['waited exactly the threshold: Queued', agentRun(), fresh(2000), 2000, { type: 'markQueued' }],
+    ['waited longer: Queued', agentRun(), fresh(60_000), 2000, { type: 'markQueued' }],
+    ['threshold 0 turns it off', agentRun(), fresh(60_000), 0, NONE],
+    [
+      'already Queued: no second write',
+      withStatus(agentRun(), queuedStatus(agentRun(), 'no free slot', T0)),
+      fresh(60_000),
+      2000,
+      NONE,
+    ],
+    [
+      'waiting to retry: its Retrying status says so already',
+      retrying(running(agentRun({ spec: { backoffLimit: 1 } }), 1, T0), at(SECOND), at(SECOND)),
+      fresh(60_000),
+      2000,
+      NONE,
+    ],
+    [
+      'no creationTimestamp (never from an API server): Queued',
+      agentRun({ metadata: { creationTimestamp: undefined } }),
+      fresh(0),
+      2000,
+      { type: 'markQueued' },
+    ],
+  ])('%s', (_name, run, now, threshold, expected) => {
+    expect(whenNoSlot(run, now, threshold)).toStrictEqual(expected);
   });
 });
 

@@ -9,6 +9,7 @@ import {
   isTerminal,
   maxAttempts,
   progress,
+  queuedStatus,
   retryingStatus,
   runningStatus,
   STATUS_ARTIFACTS_MAX_BYTES,
@@ -143,6 +144,44 @@ describe('runningStatus', () => {
   });
 });
 
+describe('queuedStatus', () => {
+  const message = 'waiting for a free handler slot: 10 of MAX_CONCURRENT_RUNS=10 in use';
+
+  it('says Pending/Queued and why, and nothing a start would say', () => {
+    const status = queuedStatus(agentRun(), message, T0);
+    const condition = (type: string, s: Condition['status']): Condition => ({
+      type,
+      status: s,
+      reason: 'Queued',
+      message,
+      observedGeneration: GENERATION,
+      lastTransitionTime: '2026-03-01T10:00:00Z',
+    });
+    expect(status).toStrictEqual({
+      runId: UID,
+      phase: 'Pending',
+      observedGeneration: GENERATION,
+      conditions: [
+        condition('Succeeded', 'Unknown'),
+        condition('Ready', 'False'),
+        condition('Reconciling', 'True'),
+        condition('Stalled', 'False'),
+      ],
+    });
+  });
+
+  it('the claim that follows replaces reason and message, and keeps the transition times of unchanged condition statuses', () => {
+    const queued = withStatus(agentRun(), queuedStatus(agentRun(), message, T0));
+    const claimed = runningStatus(queued, 1, PLAN, at(5 * SECOND));
+    expect(claimed.phase).toBe('Running');
+    expect(conditionSummary(claimed)).toMatchObject({ Succeeded: 'Unknown/Running' });
+    expect(findCondition(claimed.conditions, 'Succeeded')?.message).toBe('attempt 1 running');
+    // Unknown stays Unknown: per metav1.Condition the transition time is when the status changed.
+    expect(transitionTimes(claimed)).toStrictEqual(transitionTimes(queued.status));
+    expect(claimed.startedAt).toBe(at(5 * SECOND).toISOString());
+  });
+});
+
 describe('retryingStatus', () => {
   it('keeps attempts and startedAt, sets error and nextRetryAt, phase Running', () => {
     const run = running(agentRun({ spec: { backoffLimit: 4 } }), 2, T0);
@@ -171,6 +210,17 @@ describe('conditions (kstatus semantics)', () => {
   }
 
   it.each<[string, AgentRunStatus, string, Record<string, string>]>([
+    [
+      'Queued',
+      queuedStatus(base, 'waiting for a free handler slot', T0),
+      'Pending',
+      {
+        Succeeded: 'Unknown/Queued',
+        Ready: 'False/Queued',
+        Reconciling: 'True/Queued',
+        Stalled: 'False/Queued',
+      },
+    ],
     [
       'Running',
       runningStatus(base, 1, PLAN, T0),
@@ -531,9 +581,10 @@ describe('progress', () => {
   const r3 = running(w2, 3, at(30 * SECOND));
   const done = finished(r3, 'BackoffLimitExceeded', at(31 * SECOND));
 
-  it('orders running N < retrying N < running N+1 < terminal', () => {
+  it('orders nothing < queued < running N < retrying N < running N+1 < terminal', () => {
     const values = [
       undefined,
+      queuedStatus(base, 'no free slot', T0),
       r1.status,
       w1.status,
       r2.status,
@@ -541,7 +592,7 @@ describe('progress', () => {
       r3.status,
       done.status,
     ].map(progress);
-    expect(values).toStrictEqual([0, 2, 3, 4, 5, 6, Number.MAX_SAFE_INTEGER - 1]);
+    expect(values).toStrictEqual([0, 1, 2, 3, 4, 5, 6, Number.MAX_SAFE_INTEGER - 1]);
   });
 
   it('a terminal status with its audit row recorded outranks the same status without', () => {
