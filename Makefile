@@ -23,6 +23,12 @@ VITEST := node_modules/.bin/vitest
 # Exports KUBEBUILDER_ASSETS (kube-apiserver, etcd, kubectl), building them on first use; a failed
 # build stops the recipe here rather than as a confusing error in the tests.
 WITH_ENVTEST = assets="$$(hack/envtest/setup.sh | tail -n 1)"; export KUBEBUILDER_ASSETS="$$assets";
+# The same for the tests' own tools (hack/tools/setup.sh): PROMTOOL and PROMETHEUS for the
+# integration tests, ARGOCD_LUA (Argo CD's Lua VM) for a unit test.
+WITH_PROMETHEUS = promtool="$$(hack/tools/setup.sh promtool | tail -n 1)"; \
+	prometheus="$$(hack/tools/setup.sh prometheus | tail -n 1)"; \
+	export PROMTOOL="$$promtool" PROMETHEUS="$$prometheus";
+WITH_ARGOCD_LUA = argocd_lua="$$(hack/tools/setup.sh argocd-lua | tail -n 1)"; export ARGOCD_LUA="$$argocd_lua";
 
 .PHONY: all
 all: build
@@ -60,7 +66,7 @@ build: $(DEPS) ## Compile TypeScript to dist/.
 .PHONY: test
 test: test-report-reset lint typecheck ## Lint, type-check, then run unit and integration tests (real apiserver, etcd, PostgreSQL).
 	@mkdir -p $(REPORTS)
-	$(WITH_ENVTEST) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/vitest.json
+	$(WITH_ENVTEST) $(WITH_PROMETHEUS) $(WITH_ARGOCD_LUA) $(VITEST) run --reporter=default --reporter=json --outputFile.json=$(REPORTS)/vitest.json
 
 # First of test's prerequisites: when lint, typecheck or the set-up fails, no earlier run's report
 # is left to pass for this run's.
@@ -70,11 +76,11 @@ test-report-reset:
 
 .PHONY: test-unit
 test-unit: $(DEPS) ## Run the fast unit tests only.
-	$(VITEST) run --project unit
+	$(WITH_ARGOCD_LUA) $(VITEST) run --project unit
 
 .PHONY: test-integration
 test-integration: $(DEPS) ## Run integration tests against a real control plane and PostgreSQL.
-	$(WITH_ENVTEST) $(VITEST) run --project integration
+	$(WITH_ENVTEST) $(WITH_PROMETHEUS) $(VITEST) run --project integration
 
 .PHONY: bench
 bench: $(DEPS) ## Throughput benchmark: operator runs/s vs a plain client making the same writes (RUNS=2000 CONCURRENCY=32).
@@ -83,6 +89,10 @@ bench: $(DEPS) ## Throughput benchmark: operator runs/s vs a plain client making
 .PHONY: envtest
 envtest: ## Build or find kube-apiserver + etcd; prints their directory as the last line.
 	@hack/envtest/setup.sh
+
+.PHONY: tools
+tools: ## Build or find the test tools promtool, prometheus and argocd-lua; prints their paths.
+	@hack/tools/setup.sh promtool prometheus argocd-lua
 
 ##@ Run
 
@@ -173,5 +183,5 @@ $(DEPS): package.json package-lock.json | $(NODE_BIN)
 deps: $(DEPS) ## Install npm dependencies from the lockfile.
 
 .PHONY: clean
-clean: ## Remove build output, reports and local tools (not the envtest cache).
+clean: ## Remove build output, reports and local tools (not the envtest or test-tools cache).
 	rm -rf dist $(REPORTS) $(LOCALBIN) node_modules

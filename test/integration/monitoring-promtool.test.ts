@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { toolPath } from '../support/tools.ts';
 
 /**
  * The alerting rules through Prometheus's own tool: `promtool check rules` on the plain rule file
@@ -17,7 +18,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RULES_FILE = join(ROOT, 'deploy/monitoring/rules/agentrun.rules.yaml');
 const PROMETHEUS_RULE_FILE = join(ROOT, 'deploy/monitoring/base/prometheusrule.yaml');
 const TESTS_DIR = join(ROOT, 'test/prometheus');
-const PROMTOOL = process.env['PROMTOOL'] || 'promtool';
+/** Resolved in beforeAll, so that a missing promtool fails the tests with its reason. */
+let PROMTOOL = '';
 
 interface Result {
   code: number;
@@ -37,13 +39,12 @@ function promtool(...args: string[]): Promise<Result> {
 let temp = '';
 
 beforeAll(async () => {
+  PROMTOOL = toolPath('PROMTOOL');
   const version = await promtool('--version');
   if (version.code !== 0) {
     throw new Error(
       `promtool is needed to test the alerting rules but "${PROMTOOL} --version" failed:\n` +
-        `${version.output}\n` +
-        'Install it with `apt-get install prometheus` (Debian/Ubuntu; promtool comes with it), ' +
-        'or put promtool from https://prometheus.io/download/ on PATH, or set PROMTOOL=/path/to/promtool.',
+        `${version.output}\nRebuild it with 'make tools'.`,
     );
   }
   temp = mkdtempSync(join(tmpdir(), 'agentrun-promtool-'));

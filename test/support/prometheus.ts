@@ -4,11 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from './ports.ts';
+import { toolPath } from './tools.ts';
 import { waitFor } from './wait.ts';
 
 export type Sample = { metric: Record<string, string>; value: [number, string] };
 
-/** A real Prometheus server (the `prometheus` binary on PATH) with its own temp directory. */
+/** A real Prometheus server ($PROMETHEUS, which make exports) with its own temp directory. */
 export class PrometheusServer {
   readonly port: number;
   /** Files written next to its configuration (rule files, tokens) go here. */
@@ -29,6 +30,7 @@ export class PrometheusServer {
     config: (dir: string) => object,
     files: Record<string, string> = {},
   ): Promise<PrometheusServer> {
+    const binary = toolPath('PROMETHEUS');
     const dir = mkdtempSync(join(tmpdir(), 'agentrun-prometheus-'));
     for (const [name, content] of Object.entries(files)) {
       writeFileSync(join(dir, name), content, { mode: 0o600 });
@@ -36,7 +38,7 @@ export class PrometheusServer {
     writeFileSync(join(dir, 'prometheus.yml'), stringify(config(dir)));
     const port = await freePort();
     const child = spawn(
-      'prometheus',
+      binary,
       [
         `--config.file=${join(dir, 'prometheus.yml')}`,
         `--storage.tsdb.path=${join(dir, 'data')}`,
@@ -47,9 +49,7 @@ export class PrometheusServer {
     );
     let failure: Error | undefined;
     child.once('error', (error) => {
-      failure = new Error(
-        `could not start prometheus (Debian/Ubuntu: apt-get install prometheus): ${error.message}`,
-      );
+      failure = new Error(`could not start ${binary} (run 'make tools'): ${error.message}`);
     });
     const server = new PrometheusServer(port, dir, child);
     try {

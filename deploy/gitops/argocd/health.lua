@@ -3,7 +3,8 @@
 -- argocd-cm.yaml here, or the kustomize component in this directory.
 --
 -- It reads the Succeeded condition, the run's primary condition, which only moves forward:
---   absent or Unknown -> Progressing (not picked up yet, running, or waiting to retry)
+--   absent or Unknown -> Progressing (not picked up yet, queued for a handler slot,
+--                        running, or waiting to retry)
 --   True              -> Healthy
 --   False             -> Degraded, for every way a run can fail, Canceled included: a canceled
 --                        run is over and did not do its job. Suspended would mean "paused,
@@ -15,7 +16,7 @@
 -- changes again (spec.cancel, the only mutable field, has no effect on it), and a run that has
 -- not finished is Progressing whatever its generation.
 --
--- Plain Lua 5.1 (Argo CD runs gopher-lua); tested with lua5.4 by
+-- Plain Lua 5.1 (Argo CD runs gopher-lua); run in Argo CD's VM (hack/tools/argocd-lua) by
 -- test/unit/gitops-argocd-health.test.ts.
 local hs = {
   status = "Progressing",
