@@ -40,7 +40,7 @@ export interface OperatorOptions {
   readonly events?: RunEvents;
   /** Told about every status write: the seams for the audit log and metrics. */
   readonly observers?: readonly RunObserver[];
-  /** Controller metrics; default none (src/metrics provides the Prometheus implementation). */
+  /** Controller metrics; default the Prometheus ones of the operator's registry (src/metrics). */
   readonly metrics?: ControllerMetrics;
 }
 
@@ -93,7 +93,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     // down at start-up must not keep runs from running: the operator starts anyway, rows queue,
     // and the operator retries the migration in the background (see Operator.start).
     pendingMigration = config.AUDIT_MIGRATE && !(await tryMigrate(auditor, logger));
-    // The seed's get_auditor(): library code in the same process reads through this one.
+    // getAuditor(), the original get_auditor(): library code in this process reads through it.
     setAuditor(auditor);
   }
   return new Operator(

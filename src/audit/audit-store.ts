@@ -27,7 +27,7 @@ export interface RecentRunsQuery {
   readonly userEmail?: string;
   /** Only runs that started at or after this instant. */
   readonly since?: Date;
-  /** Default 100 (the seed's), at most RECENT_RUNS_MAX_LIMIT. */
+  /** Default 100 (as in the original API), at most RECENT_RUNS_MAX_LIMIT. */
   readonly limit?: number;
 }
 

@@ -15,7 +15,7 @@ import {
 } from './audit-writer.ts';
 import { createAuditPool, describeDatabase } from './pool.ts';
 
-/** What the seed's log_start takes: who runs what. */
+/** What the original log_start took (docs/compatibility.md): who runs what. */
 export interface RunStart {
   readonly runId: string;
   readonly namespace: string;
@@ -24,7 +24,7 @@ export interface RunStart {
   readonly objective: string;
   readonly plan?: unknown;
   readonly userEmail?: string | null | undefined;
-  /** Default true, as in the seed and the AgentRun API. */
+  /** Default true, as in the original auditor and the AgentRun API. */
   readonly dryRun?: boolean | undefined;
   /** Default 1. */
   readonly attempts?: number | undefined;
@@ -33,7 +33,7 @@ export interface RunStart {
 }
 
 /**
- * What the seed's log_finish takes, plus the start fields: each write carries the whole run, so
+ * What the original log_finish took, plus the start fields: each write carries the whole run, so
  * a finish whose start was never written still makes a complete row.
  */
 export interface RunFinish extends RunStart {
@@ -48,9 +48,10 @@ export interface RunFinish extends RunStart {
 }
 
 /**
- * The seed's AgentAuditor API. Writing (write, logStart, logFinish) is fail-safe: it never
- * throws, never rejects and never waits for the database (see AuditSink). Reading (getRun,
- * getRecentRuns) rejects on database errors: its callers (the CLI) report them.
+ * The AgentAuditor API, kept compatible (docs/compatibility.md). Writing (write, logStart,
+ * logFinish) is fail-safe: it never throws, never rejects and never waits for the database (see
+ * AuditSink). Reading (getRun, getRecentRuns) rejects on database errors: its callers (the CLI)
+ * report them.
  */
 export interface Auditor extends AuditSink {
   /** False for the no-op auditor (APPLYLENS_AGENT_AUDIT_ENABLED=false). */
@@ -224,7 +225,7 @@ export function createAuditor(settings: AuditorSettings, options: AgentAuditorOp
 let current: Auditor = new NoopAuditor();
 
 /**
- * The process-wide auditor (the seed's get_auditor()): whatever setAuditor installed, else a
+ * The process-wide auditor (the original get_auditor()): whatever setAuditor installed, else a
  * NoopAuditor. It never connects on its own; the operator installs the real one at start-up.
  */
 export function getAuditor(): Auditor {

@@ -21,11 +21,11 @@ export interface RetentionOptions {
 }
 
 /**
- * The seed's retention policy, done gently: every `intervalMs` it deletes rows older than
- * `retentionDays` (by COALESCE(finished_at, started_at, created_at), so a run still going is
- * judged by its start and never deleted while younger than the cutoff), `batchSize` rows per
- * statement. Start it on the leader only: deleting is idempotent, but one deleter is enough.
- * A failed pass is logged and tried again at the next interval.
+ * The original retention advice (docs/compatibility.md), done gently: every `intervalMs` it
+ * deletes rows older than `retentionDays` (by COALESCE(finished_at, started_at, created_at), so a
+ * run still going is judged by its start and never deleted while younger than the cutoff),
+ * `batchSize` rows per statement. Start it on the leader only: deleting is idempotent, but one
+ * deleter is enough. A failed pass is logged and tried again at the next interval.
  */
 export class RetentionJob {
   readonly #o: RetentionOptions;

@@ -74,7 +74,7 @@ export const configSchema = z.object({
    */
   QUEUED_STATUS_AFTER_MS: int(0, 3_600_000).default(2_000),
 
-  /** The durable audit log in PostgreSQL (the seed's toggle). Off: no connection, no finalizer. */
+  /** The audit log in PostgreSQL (docs/compatibility.md). Off: no connection, no finalizer. */
   APPLYLENS_AGENT_AUDIT_ENABLED: bool.default(true),
   /** postgres://user:password@host:5432/db; required while auditing is on. Never logged. */
   DATABASE_URL: z.string().default(''),
@@ -91,7 +91,7 @@ export const configSchema = z.object({
    */
   AUDIT_FINALIZER_DEADLINE_SECONDS: int(0, 30 * 86_400).default(3_600),
 
-  /** The seed's metrics toggle: off turns the /metrics endpoint off and recording into no-ops. */
+  /** Metrics toggle (docs/compatibility.md): off turns /metrics off and recording into no-ops. */
   APPLYLENS_AGENT_METRICS_ENABLED: bool.default(true),
   /** /metrics; "0" turns the endpoint off. */
   METRICS_BIND_ADDRESS: bindAddress.prefault(':8080'),

@@ -8,14 +8,14 @@ import type { OnResponse } from './rest-client-metrics.ts';
  * Every Prometheus metric of the operator, on one prom-client Registry of its own (never the
  * global one, so two operators in one process, or tests, do not collide).
  *
- * Names, labels, help texts and buckets follow the seed (agent_runs_*) and controller-runtime
- * v0.20+ (controller_runtime_*, workqueue_*, leader_election_master_status,
- * rest_client_requests_total), so existing dashboards and alerts work unchanged. Labels are
- * bounded: agent names from the handler registry and fixed words, never a run name, id,
- * objective or user.
+ * Names, labels, help texts and buckets follow the compatible names (agent_runs_total,
+ * agent_run_latency_ms; docs/compatibility.md) and controller-runtime v0.20+
+ * (controller_runtime_*, workqueue_*, leader_election_master_status, rest_client_requests_total),
+ * so existing dashboards and alerts work unchanged. Labels are bounded: agent names from the
+ * handler registry and fixed words, never a run name, id, objective or user.
  */
 
-/** The seed's buckets for agent_run_latency_ms (sub-second to 30 s runs). */
+/** The compatible buckets of agent_run_latency_ms (docs/compatibility.md): sub-second to 30 s. */
 export const AGENT_RUN_LATENCY_BUCKETS_MS: readonly number[] = [
   50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
 ];
@@ -168,7 +168,7 @@ class PrometheusMetrics implements OperatorMetrics {
     const controller = options.controller;
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
-    // The seed's metrics and run state.
+    // The compatible run metrics (docs/compatibility.md) and run state.
     const runsTotal = new Counter({
       name: 'agent_runs_total',
       help: 'Total number of agent runs',

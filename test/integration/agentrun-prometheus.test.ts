@@ -62,7 +62,7 @@ afterAll(async () => {
 });
 
 describe('a real Prometheus scraping the operator', () => {
-  it('answers the seed PromQL, evaluates the shipped alerts and every dashboard query, from a mix of runs', async () => {
+  it('answers the original PromQL, evaluates the shipped alerts and every dashboard query, from a mix of runs', async () => {
     const namespace = await createNamespace(kc, 'prom');
     const metricsPort = await freePort();
     const operator = await startOperator({
@@ -135,7 +135,7 @@ describe('a real Prometheus scraping the operator', () => {
     expect(await scalar('sum(agent_audit_writes_total{result="error"})')).toBe(0);
     expect(await scalar('agent_audit_pending')).toBe(0);
 
-    // The seed's success rate by agent, once rate() has two samples after the runs.
+    // The original success rate by agent, once rate() has two samples after the runs.
     await waitFor('rates over the runs', async () =>
       ((await scalar('sum(rate(agent_runs_total[5m]))')) ?? 0) > 0 ? true : undefined,
     );
@@ -143,7 +143,7 @@ describe('a real Prometheus scraping the operator', () => {
       'sum by (agent) (rate(agent_runs_total{agent="noop",status="succeeded"}[5m])) / sum by (agent) (rate(agent_runs_total{agent="noop"}[5m]))',
     );
     expect(successRate).toBeCloseTo(0.5, 6);
-    // The seed's p95 latency: a noop run takes milliseconds; the canceled one ran a little longer.
+    // The original p95 latency: a noop run takes milliseconds; the canceled one ran a little longer.
     const p95 = await scalar(
       'histogram_quantile(0.95, sum by (le) (rate(agent_run_latency_ms_bucket[5m])))',
     );
@@ -154,7 +154,7 @@ describe('a real Prometheus scraping the operator', () => {
     expect(await scalar('sum(agent_run_latency_ms_sum)')).toBeGreaterThanOrEqual(900);
     expect(await scalar('sum(agent_run_latency_ms_sum)')).toBeLessThan(60_000);
     expect(await scalar('sum(agent_runs_in_flight)')).toBe(0);
-    // The seed's failure spike: 2 failures in the last hour are not more than 10.
+    // The original failure spike: 2 failures in the last hour are not more than 10.
     expect(await query('increase(agent_runs_total{status="failed"}[1h]) > 10')).toEqual([]);
     expect(await scalar('sum(increase(agent_runs_total{status="failed"}[1h]))')).toBeGreaterThan(0);
     // Controller metrics with controller-runtime's names are there as well.

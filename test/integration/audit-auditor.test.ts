@@ -11,7 +11,7 @@ import { migrate } from '../../src/audit/migrate.ts';
 import { silentLogger } from '../../src/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 
-/** The seed's AgentAuditor API end to end, and the toggle that turns it off. */
+/** The compatible AgentAuditor API end to end, and the toggle that turns it off. */
 const db = useFreshDatabase('audit_auditor');
 const logger = silentLogger();
 let admin: pg.Pool;
@@ -67,7 +67,7 @@ describe('the auditor', () => {
       await auditor.close();
     });
 
-    it("the seed's example: log_start, log_finish, get_run, get_recent_runs", async () => {
+    it('the original example: log_start, log_finish, get_run, get_recent_runs', async () => {
       const a = getAuditor();
       expect(a).toBe(auditor);
       const started = a.logStart({

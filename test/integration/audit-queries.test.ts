@@ -10,8 +10,8 @@ import { silentLogger } from '../../src/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 
 /**
- * The seed's SQL examples (and the store's own queries) against a table with 100 days of runs:
- * each uses the index meant for it (EXPLAIN) and returns the expected rows.
+ * The original SQL examples (docs/compatibility.md) and the store's own queries against a table
+ * with 100 days of runs: each uses the index meant for it (EXPLAIN) and returns the expected rows.
  */
 const db = useFreshDatabase('audit_queries');
 const ROWS = 20_000;
@@ -91,7 +91,7 @@ function usesIndex(nodes: string[], index: string): boolean {
   return nodes.some((n) => /Index/.test(n) && n.endsWith(` ${index}`));
 }
 
-const SEED = {
+const ORIGINAL = {
   recent: `SELECT run_id, agent, objective, status, duration_ms, started_at
              FROM agent_audit_log ORDER BY started_at DESC LIMIT 50`,
   failedForAgent: `SELECT run_id, objective, error, started_at FROM agent_audit_log
@@ -105,33 +105,35 @@ const SEED = {
                   WHERE user_email = 'user7@example.com' ORDER BY started_at DESC LIMIT 50`,
 };
 
-describe('the seed queries use their indexes', () => {
+describe('the original queries use their indexes', () => {
   it('recent runs: a backward scan of the started_at btree, no sort', async () => {
-    const nodes = await plan(SEED.recent);
+    const nodes = await plan(ORIGINAL.recent);
     expect(nodes).toEqual(['Limit', 'Index Scan ix_agent_audit_log_started_at']);
-    const { rows } = await pool.query<{ run_id: string }>(SEED.recent);
+    const { rows } = await pool.query<{ run_id: string }>(ORIGINAL.recent);
     expect(rows.slice(0, 3).map((r) => r.run_id)).toEqual(['run-20000', 'run-19999', 'run-19998']);
     expect(rows).toHaveLength(50);
   });
 
   it('failed runs for an agent: the partial index of failures, no sort', async () => {
-    const nodes = await plan(SEED.failedForAgent);
+    const nodes = await plan(ORIGINAL.failedForAgent);
     // No LIMIT and 1000 matching rows: a bitmap scan plus a sort of those rows is as good.
     expect(usesIndex(nodes, 'ix_agent_audit_log_failed_agent_started_at'), nodes.join(' > ')).toBe(
       true,
     );
     expect(nodes).not.toContain('Seq Scan');
-    const { rows } = await pool.query<{ run_id: string; error: string }>(SEED.failedForAgent);
+    const { rows } = await pool.query<{ run_id: string; error: string }>(ORIGINAL.failedForAgent);
     // i % 20 = 7 is exactly agent-7's runs, all failed: 1000 of them, newest first.
     expect(rows).toHaveLength(ROWS / 20);
     expect(rows[0]).toMatchObject({ run_id: 'run-19987', error: 'boom 19987' });
   });
 
   it('average latency per agent over 7 days: a range scan of started_at', async () => {
-    const nodes = await plan(SEED.latencyByAgent);
+    const nodes = await plan(ORIGINAL.latencyByAgent);
     expect(usesIndex(nodes, 'ix_agent_audit_log_started_at'), nodes.join(' > ')).toBe(true);
     expect(nodes).not.toContain('Seq Scan');
-    const { rows } = await pool.query<{ agent: string; total_runs: string }>(SEED.latencyByAgent);
+    const { rows } = await pool.query<{ agent: string; total_runs: string }>(
+      ORIGINAL.latencyByAgent,
+    );
     expect(rows).toHaveLength(20);
     const total = rows.reduce((sum, r) => sum + Number(r.total_runs), 0);
     expect(total).toBeGreaterThanOrEqual(ROWS * (7 / DAYS) - 2);
@@ -139,21 +141,21 @@ describe('the seed queries use their indexes', () => {
   });
 
   it('lookup by run id: the unique index', async () => {
-    expect(await plan(SEED.byRunId)).toEqual(['Index Scan agent_audit_log_run_id_key']);
-    const { rows } = await pool.query(SEED.byRunId);
+    expect(await plan(ORIGINAL.byRunId)).toEqual(['Index Scan agent_audit_log_run_id_key']);
+    const { rows } = await pool.query(ORIGINAL.byRunId);
     expect(rows).toEqual([
       { run_id: 'run-1234', plan: { steps: ['x'] }, artifacts: { ok: true }, error: null },
     ]);
   });
 
   it('user activity: the user_email/started_at index', async () => {
-    const nodes = await plan(SEED.userActivity);
+    const nodes = await plan(ORIGINAL.userActivity);
     // 20 matching rows: fetching them all and sorting them beats walking the index in order.
     expect(usesIndex(nodes, 'ix_agent_audit_log_user_email_started_at'), nodes.join(' > ')).toBe(
       true,
     );
     expect(nodes).not.toContain('Seq Scan');
-    const { rows } = await pool.query<{ run_id: string }>(SEED.userActivity);
+    const { rows } = await pool.query<{ run_id: string }>(ORIGINAL.userActivity);
     expect(rows[0]?.run_id).toBe('run-19007');
     expect(rows).toHaveLength(20);
   });

@@ -344,7 +344,7 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  it("has the seed's panels: runs per hour, success rate, p50/p95/p99, errors by agent", () => {
+  it('has the originally recommended panels: runs per hour, success rate, p50/p95/p99, errors by agent', () => {
     expect(exprsOf('Runs per hour by agent')).toEqual([
       expect.stringMatching(/^sum by \(agent\) \(increase\(agent_runs_total\{.*\}\[1h\]\)\)$/),
     ]);

@@ -24,7 +24,7 @@ const START = {
   userEmail: 'user@example.com',
 };
 
-describe('startRecord and finishRecord (the seed API in records)', () => {
+describe('startRecord and finishRecord (the original API in records)', () => {
   it('log_start: a running row with defaults (attempt 1, dry-run, now)', () => {
     expect(startRecord(START, T0)).toStrictEqual({
       ...START,

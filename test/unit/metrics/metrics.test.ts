@@ -114,7 +114,7 @@ async function scrape(metrics: ReturnType<typeof build>): Promise<Exposition> {
 // --- Tests ---
 
 describe('metric definitions', () => {
-  // name, type, help (controller-runtime's and the seed's words), label names.
+  // name, type, help (controller-runtime's and the original words), label names.
   const table: ReadonlyArray<readonly [string, string, string, readonly string[]]> = [
     ['agent_runs_total', 'counter', 'Total number of agent runs', ['agent', 'status']],
     ['agent_run_latency_ms', 'histogram', 'Agent run execution latency in milliseconds', ['agent']],
@@ -241,7 +241,7 @@ describe('metric definitions', () => {
     expect([...exposition.type.keys()].sort()).toEqual(table.map(([name]) => name).sort());
   });
 
-  it('uses the seed buckets for agent_run_latency_ms', async () => {
+  it('uses the compatible buckets for agent_run_latency_ms', async () => {
     const exposition = await scrape(build());
     expect(AGENT_RUN_LATENCY_BUCKETS_MS).toEqual([
       50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
