@@ -1,7 +1,8 @@
 /**
- * What the controller reports for Prometheus (controller-runtime's metric names plus the seed's
- * agent_runs_*). Implemented by src/metrics; called on hot paths, so it must be cheap and must
- * not throw. Labels are bounded: agent names and fixed words, never run names or ids.
+ * What the controller reports for Prometheus (controller-runtime's metric names plus the
+ * compatible agent_* names, docs/compatibility.md). Implemented by src/metrics; called on hot
+ * paths, so it must be cheap and must not throw. Labels are bounded: agent names and fixed
+ * words, never run names or ids.
  */
 export interface ControllerMetrics {
   /** One reconcile ended: controller_runtime_reconcile_total/_errors_total/_time_seconds. */
