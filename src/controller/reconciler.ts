@@ -28,6 +28,7 @@ import {
   terminalStatus,
   withAudited,
 } from './run-status.ts';
+import { TokenBucket } from './token-bucket.ts';
 
 /** Read access to the informer's cache. */
 export interface RunStore {
@@ -88,6 +89,13 @@ export type ReconcileResult = { readonly requeueAfterMs?: number };
 const AUDIT_RETRY_MS = 5_000;
 
 /**
+ * Queued statuses written per second at most, across all runs. A Queued status only informs, so
+ * in a burst of thousands of waiting runs it must not take the API server from runs that can
+ * progress: the first to wait are marked, the rest start without one (docs/performance.md).
+ */
+const QUEUED_WRITES_PER_SECOND = 10;
+
+/**
  * Reconcile decides (decide.ts, pure) and this class does the I/O the decision asks for. It also
  * keeps the newest status this process wrote per run, because the informer cache lags behind
  * our own writes: without it a reconcile right after an attempt ended would see "Running" with
@@ -122,11 +130,17 @@ export class Reconciler {
   readonly #auditAwaited = new Set<string>();
   /** False after a row missed syncWaitMs; terminal writes then stop waiting until one commits. */
   #auditHealthy = true;
+  readonly #queuedWrites: TokenBucket;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
     this.#metrics = options.metrics ?? noControllerMetrics;
+    this.#queuedWrites = new TokenBucket({
+      ratePerSecond: QUEUED_WRITES_PER_SECOND,
+      burst: QUEUED_WRITES_PER_SECOND,
+      now: () => this.#now().getTime(),
+    });
     const metrics = this.#metrics;
     this.executor = new Executor({
       maxConcurrent: options.maxConcurrentRuns,
@@ -333,7 +347,8 @@ export class Reconciler {
     const now = this.#now();
     const next = whenNoSlot(run, now, this.#o.queuedStatusAfterMs ?? 0);
     if (next.type === 'requeue') return { requeueAfterMs: next.afterMs };
-    if (next.type === 'none') return {};
+    // Out of budget: the run waits without a status; the executor still wakes it for a slot.
+    if (next.type === 'none' || !this.#queuedWrites.tryTake()) return {};
     const { busy, waiting } = this.executor;
     const message =
       `waiting for a free handler slot: ${busy} of MAX_CONCURRENT_RUNS=${this.#o.maxConcurrentRuns} ` +
@@ -524,7 +539,9 @@ export class Reconciler {
     if (now && (now.reason !== before?.reason || run.status?.attempts !== previous?.attempts)) {
       const type = now.status === 'False' || now.reason === Reason.Retrying ? 'Warning' : 'Normal';
       const reason = now.reason === Reason.Running ? 'Started' : now.reason;
-      this.#o.events.record(run, type, reason, now.message);
+      // No Event for Queued: the status says it, and in a burst every waiting run would add a
+      // second API write to the one the status already costs.
+      if (now.reason !== Reason.Queued) this.#o.events.record(run, type, reason, now.message);
       // Transitions on the way (queued, running, retrying) log at debug; the end of a run logs
       // below, once, at info.
       if (this.#o.logger.isLevelEnabled('debug')) {
@@ -570,9 +587,9 @@ export class Reconciler {
 
   /**
    * The cached run, with our own last-written status while the cache has not caught up with it.
-   * Everything else (spec, finalizers, resourceVersion) comes from the cache: a stale
-   * resourceVersion only costs a refused write and a retry, while a remembered object could hide
-   * a user's later change (a cancel) for good.
+   * Spec and finalizers come from the cache, so a remembered object never hides a user's change
+   * (a cancel). The resourceVersion is our write's: the cache has not seen that write, so it is
+   * older, and a claim preconditioned on it (after a Queued status) would only be refused.
    */
   #newest(cached: AgentRun): AgentRun {
     const mine = this.#written.get(cached.metadata.uid);
@@ -581,7 +598,13 @@ export class Reconciler {
       this.#written.delete(cached.metadata.uid);
       return cached;
     }
-    return mine.status ? { ...cached, status: mine.status } : cached;
+    if (!mine.status) return cached;
+    const { resourceVersion } = mine.metadata;
+    return {
+      ...cached,
+      metadata: resourceVersion ? { ...cached.metadata, resourceVersion } : cached.metadata,
+      status: mine.status,
+    };
   }
 
   #log(run: AgentRun, extra: Record<string, unknown> = {}): Logger {
