@@ -4,6 +4,8 @@
  * records for the same run wins (so that replays never move a row backwards).
  */
 
+import { truncate } from '../util/text.ts';
+
 export const AUDIT_STATUSES = ['running', 'succeeded', 'failed', 'canceled'] as const;
 export type AuditStatus = (typeof AUDIT_STATUSES)[number];
 
@@ -48,7 +50,6 @@ export const AUDIT_ARTIFACTS_MAX_BYTES = 256 * 1024;
 export const JSON_PREVIEW_CHARS = 1024;
 /** Nesting kept in plan/artifacts; deeper values become a string (PostgreSQL's parser recurses). */
 export const JSON_MAX_DEPTH = 64;
-export const TRUNCATION_MARKER = '... [truncated]';
 
 const INT4_MAX = 2_147_483_647;
 
@@ -166,22 +167,10 @@ export function cleanText(text: string): string {
   return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }
 
-/**
- * Cuts `text` to at most `max` UTF-16 code units (so at most `max` characters for PostgreSQL's
- * varchar), ending in TRUNCATION_MARKER, without splitting a surrogate pair.
- */
-export function truncateText(text: string, max: number): string {
-  if (text.length <= max) return text;
-  if (max <= TRUNCATION_MARKER.length) return text.slice(0, max).toWellFormed();
-  let end = max - TRUNCATION_MARKER.length;
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
-  return text.slice(0, end) + TRUNCATION_MARKER;
-}
-
 function column(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
-  return truncateText(cleanText(String(value)), max);
+  // At most `max` UTF-16 code units: at most `max` characters for PostgreSQL's varchar.
+  return truncate(cleanText(String(value)), max);
 }
 
 function validDate(value: Date | null | undefined): Date | null {

@@ -1,5 +1,5 @@
 import type { AuditEntry, AuditSummary } from '../audit/audit-store.ts';
-import { formatDuration } from '../controller/run-status.ts';
+import { formatDuration } from '../util/duration.ts';
 import type { OutputFormat } from './args.ts';
 import { formatKeyValues, formatTable, formatTime, NONE, toJson } from './table.ts';
 

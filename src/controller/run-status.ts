@@ -6,6 +6,8 @@ import {
 } from '../api/agentrun.ts';
 import { type Condition, ConditionType, findCondition, setCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
+import { formatDuration } from '../util/duration.ts';
+import { truncate } from '../util/text.ts';
 
 /**
  * Pure builders of an AgentRun's next status. Each returns the complete status object (it is
@@ -217,13 +219,6 @@ export function terminalStatus(run: AgentRun, outcome: Outcome, now: Date): Agen
   return status;
 }
 
-/** Truncates to `max` characters, marking the cut so a reader knows text is missing. */
-export function truncate(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const marker = '... [truncated]';
-  return text.slice(0, max - marker.length) + marker;
-}
-
 /**
  * The artifacts as stored on the status: unchanged when their JSON fits in
  * STATUS_ARTIFACTS_MAX_BYTES, otherwise a marker with the size and a preview. etcd objects are
@@ -240,19 +235,4 @@ export function capArtifacts(artifacts: JsonObject): JsonObject {
     preview: truncate(json, 1024),
     note: 'artifacts exceed the 4 KiB status cap; the audit log keeps the full copy',
   };
-}
-
-/**
- * Durations the way kubectl prints them: 850ms, 1.25s, 3m4s, 1h2m3s. Every unit truncates, as
- * the minutes and hours do, so 59999ms is 59.99s, never 60s (rounding would cross into the next
- * format).
- */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.floor(ms)}ms`;
-  if (ms < 60_000) return `${Math.floor(ms / 10) / 100}s`;
-  const total = Math.floor(ms / 1000);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  return h > 0 ? `${h}h${m}m${s}s` : `${m}m${s}s`;
 }

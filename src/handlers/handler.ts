@@ -4,7 +4,8 @@
 import { z } from 'zod';
 import { AGENT_NAME_MAX_LENGTH, AGENT_NAME_PATTERN } from '../api/agentrun.ts';
 import type { Logger } from '../log.ts';
-import { errorMessage, formatIssues, truncate } from './messages.ts';
+import { ELLIPSIS, truncate } from '../util/text.ts';
+import { errorMessage, formatIssues } from './messages.ts';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
 export type JsonObject = { [key: string]: JsonValue };
@@ -152,6 +153,6 @@ export function invalidParams(message: string): InvalidParams {
   return {
     ok: false,
     reason: 'InvalidParams',
-    message: truncate(message, MAX_INVALID_PARAMS_MESSAGE),
+    message: truncate(message, MAX_INVALID_PARAMS_MESSAGE, ELLIPSIS),
   };
 }

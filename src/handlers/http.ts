@@ -1,5 +1,6 @@
 // Outbound HTTP for handlers: one deadline covering request and body, cancellation that surfaces
 // the run's own abort reason, and network failures turned into messages a user can act on.
+import { ELLIPSIS, truncate } from '../util/text.ts';
 import { errorMessage } from './messages.ts';
 
 /**
@@ -71,7 +72,7 @@ export async function readBodyLimited(response: Response, maxBytes: number): Pro
 /** A one-line body excerpt for error messages. */
 export function excerpt(text: string, maxLength = 200): string {
   const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length <= maxLength ? flat : `${flat.slice(0, maxLength - 1)}…`;
+  return truncate(flat, maxLength, ELLIPSIS);
 }
 
 /** The URL without userinfo, query and fragment: what may appear in plans, logs and messages. */

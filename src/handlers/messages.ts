@@ -1,5 +1,6 @@
 // User-facing error text: validation issues and thrown values turned into short, actionable messages.
 import type { z } from 'zod';
+import { ELLIPSIS, truncate } from '../util/text.ts';
 
 /**
  * `root.a[0].b: message; root.c: message`, capped at `maxLength`; issues that do not fit are
@@ -36,7 +37,7 @@ export function joinCapped(lines: readonly string[], maxLength: number): string 
     // Reserve room for the suffix unless this is the last line.
     const suffix = remaining > 0 ? `; … and ${remaining} more` : '';
     if (next.length + suffix.length > maxLength) {
-      if (message === '') return `${truncate(line, maxLength - suffix.length)}${suffix}`;
+      if (message === '') return `${truncate(line, maxLength - suffix.length, ELLIPSIS)}${suffix}`;
       return `${message}; … and ${lines.length - index} more`;
     }
     message = next;
@@ -70,8 +71,4 @@ export function errorMessage(error: unknown): string {
   } catch {
     return String(error);
   }
-}
-
-export function truncate(text: string, maxLength: number): string {
-  return text.length <= maxLength ? text : `${text.slice(0, maxLength - 1)}…`;
 }

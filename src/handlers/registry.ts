@@ -1,7 +1,8 @@
 // The set of agents an operator can run, keyed by the name users write in `spec.agent`.
+
+import { ELLIPSIS, truncate } from '../util/text.ts';
 import type { Handler } from './handler.ts';
 import { handlerNameProblem } from './handler.ts';
-import { truncate } from './messages.ts';
 
 /** How many known names an unknown-agent message lists before "and N more". */
 const LISTED_NAMES = 20;
@@ -52,7 +53,7 @@ export class HandlerRegistry {
 
   /** The status message for a run whose `spec.agent` names no registered handler. */
   unknownAgentMessage(name: string): string {
-    const quoted = JSON.stringify(truncate(name, 140));
+    const quoted = JSON.stringify(truncate(name, 140, ELLIPSIS));
     const names = this.names();
     if (names.length === 0) return `no handler named ${quoted}; no agents are registered`;
     const listed = names.slice(0, LISTED_NAMES).join(', ');

@@ -4,12 +4,12 @@ import {
   type AuditRecord,
   COLUMN_MAX_LENGTH,
   JSON_PREVIEW_CHARS,
-  TRUNCATION_MARKER,
 } from '../../src/audit/audit-record.ts';
 import { AuditStore } from '../../src/audit/audit-store.ts';
 import { migrate } from '../../src/audit/migrate.ts';
 import { RetentionJob } from '../../src/audit/retention.ts';
 import { silentLogger } from '../../src/log.ts';
+import { TRUNCATION_MARKER } from '../../src/util/text.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 
 const db = useFreshDatabase('audit_store');

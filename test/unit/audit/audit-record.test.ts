@@ -13,10 +13,9 @@ import {
   type SanitisedRecord,
   sanitiseRecord,
   supersedes,
-  TRUNCATION_MARKER,
   toJsonSafe,
-  truncateText,
 } from '../../../src/audit/audit-record.ts';
+import { TRUNCATION_MARKER } from '../../../src/util/text.ts';
 
 const T0 = new Date('2026-03-01T10:00:00.000Z');
 const T1 = new Date('2026-03-01T10:00:01.250Z');
@@ -158,22 +157,10 @@ describe('sanitiseRecord', () => {
   });
 });
 
-describe('cleanText and truncateText', () => {
+describe('cleanText', () => {
   it('leaves ordinary text alone (the same string, no copy)', () => {
     const text = 'plain ünïcödé 😀';
     expect(cleanText(text)).toBe(text);
-  });
-
-  it('never splits a surrogate pair when cutting', () => {
-    const keep = 30 - TRUNCATION_MARKER.length - 1;
-    const text = `${'a'.repeat(keep)}😀${'tail'.repeat(10)}`;
-    const cut = truncateText(text, 30);
-    expect(cut).toBe(`${'a'.repeat(keep)}${TRUNCATION_MARKER}`);
-    expect(cut.isWellFormed()).toBe(true);
-  });
-
-  it('cuts without a marker when the width is smaller than the marker', () => {
-    expect(truncateText('abcdefghij', 3)).toBe('abc');
   });
 });
 

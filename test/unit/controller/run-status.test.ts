@@ -5,7 +5,6 @@ import type { TerminalReason } from '../../../src/api/reasons.ts';
 import {
   capArtifacts,
   deadline,
-  formatDuration,
   isTerminal,
   maxAttempts,
   progress,
@@ -14,7 +13,6 @@ import {
   runningStatus,
   STATUS_ARTIFACTS_MAX_BYTES,
   terminalStatus,
-  truncate,
   withAudited,
 } from '../../../src/controller/run-status.ts';
 import {
@@ -482,18 +480,6 @@ describe('terminalStatus', () => {
   });
 });
 
-describe('truncate', () => {
-  it.each<[string, string, number, string]>([
-    ['shorter', 'abc', 20, 'abc'],
-    ['exactly max', 'a'.repeat(20), 20, 'a'.repeat(20)],
-    ['one over', 'a'.repeat(21), 20, `aaaaa${MARKER}`],
-    ['empty', '', 0, ''],
-  ])('%s', (_name, text, max, expected) => {
-    expect(truncate(text, max)).toBe(expected);
-    expect(truncate(text, max).length).toBeLessThanOrEqual(max);
-  });
-});
-
 describe('capArtifacts', () => {
   /** An object whose JSON is exactly `bytes` bytes: {"x":"..."} has 8 bytes of overhead. */
   function ofBytes(bytes: number, char = 'a'): { x: string } {
@@ -538,37 +524,6 @@ describe('capArtifacts', () => {
     expect(Buffer.byteLength(JSON.stringify(capped))).toBeLessThanOrEqual(
       STATUS_ARTIFACTS_MAX_BYTES,
     );
-  });
-});
-
-describe('formatDuration', () => {
-  it.each<[number, string]>([
-    [0, '0ms'],
-    [1, '1ms'],
-    [850, '850ms'],
-    [999, '999ms'],
-    [1000, '1s'],
-    [1010, '1.01s'],
-    [1250, '1.25s'],
-    [1500, '1.5s'],
-    [1999, '1.99s'],
-    [12_000, '12s'],
-    [59_990, '59.99s'],
-    [59_999, '59.99s'],
-    [60_000, '1m0s'],
-    [60_999, '1m0s'],
-    [184_000, '3m4s'],
-    [3_599_999, '59m59s'],
-    [3_600_000, '1h0m0s'],
-    [3_723_000, '1h2m3s'],
-    [86_400_000, '24h0m0s'],
-    [7 * 86_400_000, '168h0m0s'],
-  ])('%i ms -> %s', (ms, expected) => {
-    expect(formatDuration(ms)).toBe(expected);
-  });
-
-  it('never rounds a sub-second duration up to 1000ms', () => {
-    expect(formatDuration(999.6)).toBe('999ms');
   });
 });
 
