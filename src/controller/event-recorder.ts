@@ -10,6 +10,7 @@ import {
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
+import { sleep } from '../util/sleep.ts';
 import { describeKubeError } from './kube-errors.ts';
 import { withSignal } from './request-options.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -235,7 +236,7 @@ export class EventRecorder {
     const timeout = new AbortController();
     const ok = await Promise.race([
       drained.then(() => true),
-      delay(timeoutMs, timeout.signal).then(() => false),
+      sleep(timeoutMs, timeout.signal).then(() => false),
     ]);
     timeout.abort();
     this.drainWaiters = this.drainWaiters.filter((waiter) => waiter !== resolveDrained);
@@ -396,7 +397,7 @@ export class EventRecorder {
       }
       const wait = this.bucket.delayMs();
       if (wait > 0) {
-        await delay(wait, stop);
+        await sleep(wait, stop);
         continue;
       }
       const job = this.queue.shift();
@@ -553,20 +554,6 @@ export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch, withSignal(signal)),
       ),
   };
-}
-
-/** A sleep on the global timers (so fake timers drive it), ended early by `signal`. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** A Map that forgets its least recently used entry beyond `capacity`. */

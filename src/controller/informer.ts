@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
+import { sleep } from '../util/sleep.ts';
 import {
   isExpired,
   KubeListWatch,
@@ -502,7 +503,7 @@ export class Informer<T extends KubeObject> {
       };
       this.log[level](fields, `${why}; retrying`);
     }
-    await sleep(delayMs, this.stopping.signal);
+    await sleep(delayMs, this.stopping.signal, { unref: true });
   }
 }
 
@@ -567,21 +568,6 @@ function resourceVersionOf(raw: unknown): string | undefined {
   if (!isRecord(raw) || !isRecord(raw['metadata'])) return undefined;
   const value = raw['metadata']['resourceVersion'];
   return typeof value === 'string' && value !== '' ? value : undefined;
-}
-
-/** setTimeout-based (so fake timers control it), unref'd, and cut short by `signal`. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    timer.unref();
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   ApiException,
   type ConfigurationOptions,
@@ -11,6 +11,7 @@ import {
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
+import { sleep } from '../util/sleep.ts';
 import { describeKubeError } from './kube-errors.ts';
 import { withSignal } from './request-options.ts';
 
@@ -345,7 +346,7 @@ export class LeaderElector {
 
   private async releaseAfter(work: Promise<boolean>): Promise<void> {
     if (!this.releaseOnStop) return;
-    const finished = await Promise.race([work, sleep(this.renewDeadlineMs, false, { ref: false })]);
+    const finished = await Promise.race([work, delay(this.renewDeadlineMs, false, { ref: false })]);
     if (!finished) {
       this.log.warn(
         { waitedMs: this.renewDeadlineMs },
@@ -532,8 +533,7 @@ export class LeaderElector {
     const signal = extra
       ? AbortSignal.any([this.stopController.signal, extra])
       : this.stopController.signal;
-    if (signal.aborted) return;
-    await sleep(ms, undefined, { signal }).catch(() => undefined);
+    await sleep(ms, signal);
   }
 }
 

@@ -1,6 +1,7 @@
 // `noop`: does nothing, optionally slowly or unsuccessfully. Tests and benchmarks drive the
 // controller with it, so the run path allocates nothing beyond one timer when asked to wait.
 import { z } from 'zod';
+import { sleep } from '../util/sleep.ts';
 import type { Handler, JsonObject } from './handler.ts';
 import { defineHandler, jsonValueSchema } from './handler.ts';
 
@@ -24,28 +25,12 @@ export const noopHandler: Handler = defineHandler({
   plan: ({ params }) => params,
   run: async (plan, ctx): Promise<JsonObject> => {
     ctx.signal.throwIfAborted();
-    if (plan.delayMs !== undefined && plan.delayMs > 0) await sleep(plan.delayMs, ctx.signal);
+    if (plan.delayMs !== undefined && plan.delayMs > 0) {
+      await sleep(plan.delayMs, ctx.signal);
+      ctx.signal.throwIfAborted();
+    }
     if (plan.fail !== undefined) throw new Error(plan.fail);
     // The plan is the params; it is not mutated by anyone, so no copy is needed.
     return plan;
   },
 });
-
-/** Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

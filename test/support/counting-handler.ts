@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineHandler, type Handler } from '../../src/handlers/handler.ts';
-import { sleep } from '../../src/handlers/noop.ts';
+import { sleep } from '../../src/util/sleep.ts';
 
 /** A handler that records every execution, to prove each run executes exactly once. */
 export function countingHandler(name = 'count'): {
@@ -22,7 +22,10 @@ export function countingHandler(name = 'count'): {
     run: async (plan, ctx) => {
       executions.set(ctx.runId, (executions.get(ctx.runId) ?? 0) + 1);
       const delay = plan.delayMs + (ctx.attempt === 1 ? plan.firstAttemptDelayMs : 0);
-      if (delay > 0) await sleep(delay, ctx.signal);
+      if (delay > 0) {
+        await sleep(delay, ctx.signal);
+        ctx.signal.throwIfAborted();
+      }
       if (plan.fail) throw new Error(`attempt ${ctx.attempt} failed on purpose`);
       return { attempt: ctx.attempt };
     },

@@ -1,7 +1,6 @@
-import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
-import { noopHandler, sleep } from '../../../src/handlers/noop.ts';
+import { noopHandler } from '../../../src/handlers/noop.ts';
 import { silentLogger } from '../../../src/log.ts';
 
 function context(signal: AbortSignal = new AbortController().signal): HandlerContext {
@@ -86,16 +85,5 @@ describe('noop', () => {
   ])('rejects %j', (params, message) => {
     const prepared = prepare(params);
     expect(prepared).toEqual({ ok: false, reason: 'InvalidParams', message });
-  });
-});
-
-describe('sleep', () => {
-  it('removes its abort listener once the timer fires', async () => {
-    const controller = new AbortController();
-    const pending = sleep(1, controller.signal);
-    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
-    await pending;
-    // A run that lives on after many sleeps must not accumulate listeners.
-    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
   });
 });
