@@ -1,6 +1,5 @@
 import { hostname } from 'node:os';
 import {
-  ApiException,
   EventsV1Api,
   type EventsV1Event,
   type EventsV1EventSeries,
@@ -11,7 +10,7 @@ import {
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
 import { sleep } from '../util/sleep.ts';
-import { describeKubeError } from './kube-errors.ts';
+import { describeKubeError, statusCodeOf } from './kube-errors.ts';
 import { withSignal } from './request-options.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -425,7 +424,7 @@ export class EventRecorder {
         return;
       } catch (error) {
         // The Event expired (the API server's --event-ttl, 1 h by default) or was deleted.
-        if (!(error instanceof ApiException && error.code === 404)) {
+        if (statusCodeOf(error) !== 404) {
           return this.failed(error, series, 'update');
         }
         series.name = this.eventName(series.event.regarding?.name ?? 'object');
@@ -456,7 +455,7 @@ export class EventRecorder {
 
   private failed(error: unknown, series: Series, operation: string): void {
     this.stats.failed++;
-    const status = error instanceof ApiException ? error.code : undefined;
+    const status = statusCodeOf(error);
     this.throttle.warn(
       `failed:${operation}:${status ?? 'network'}`,
       {

@@ -1,13 +1,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import { sleep } from '../util/sleep.ts';
-import {
-  isExpired,
-  KubeListWatch,
-  type ListWatch,
-  statusCodeOf,
-  type WatchEvent,
-} from './kube-list-watch.ts';
+import { statusCodeOf } from './kube-errors.ts';
+import { isExpired, KubeListWatch, type ListWatch, type WatchEvent } from './kube-list-watch.ts';
 import { isRecord, type KubeObject, objectKey, stripManagedFields } from './kube-object.ts';
 import { Backoff, type BackoffOptions } from './rate-limiter.ts';
 

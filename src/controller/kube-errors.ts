@@ -1,4 +1,28 @@
 import { ApiException } from '@kubernetes/client-node';
+import { isRecord } from './kube-object.ts';
+
+/** An API error with its HTTP status code and, when the server sent a Status, its reason. */
+export class KubeApiError extends Error {
+  readonly code: number;
+  readonly reason: string | undefined;
+
+  constructor(code: number, reason: string | undefined, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'KubeApiError';
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The HTTP status behind a failed API call (client-node's ApiException, a KubeApiError, or an
+ * error with a numeric `statusCode`), if it has one.
+ */
+export function statusCodeOf(error: unknown): number | undefined {
+  if (error instanceof KubeApiError || error instanceof ApiException) return error.code;
+  if (isRecord(error) && typeof error['statusCode'] === 'number') return error['statusCode'];
+  return undefined;
+}
 
 /**
  * A one-line reason for a failed API call: the HTTP status with the API server's reason and
@@ -19,7 +43,10 @@ export function describeKubeError(error: unknown): string {
   return String(error);
 }
 
-/** The reason and message of a metav1.Status body, which client-node hands over as text or JSON. */
+/**
+ * The reason and message of a metav1.Status body, which client-node hands over as text or JSON;
+ * a body that is not JSON is the message (its first 300 characters).
+ */
 export function parseStatus(body: unknown): { reason?: string; message?: string } {
   let value: unknown = body;
   if (typeof body === 'string') {

@@ -1,4 +1,5 @@
 import { ApiException, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
+import { KubeApiError, parseStatus, statusCodeOf } from './kube-errors.ts';
 import { isRecord } from './kube-object.ts';
 import { withSignal } from './request-options.ts';
 
@@ -47,26 +48,6 @@ export interface ListWatch {
    * delivered.
    */
   watch(options: WatchOptions, onEvent: (event: WatchEvent) => void): Promise<void>;
-}
-
-/** An API error with its HTTP status code and, when the server sent a Status, its reason. */
-export class KubeApiError extends Error {
-  readonly code: number;
-  readonly reason: string | undefined;
-
-  constructor(code: number, reason: string | undefined, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'KubeApiError';
-    this.code = code;
-    this.reason = reason;
-  }
-}
-
-/** The HTTP status behind an error from a list or watch, if it has one. */
-export function statusCodeOf(error: unknown): number | undefined {
-  if (error instanceof KubeApiError || error instanceof ApiException) return error.code;
-  if (isRecord(error) && typeof error['statusCode'] === 'number') return error['statusCode'];
-  return undefined;
 }
 
 /** True for 410 Gone: the resourceVersion (or continue token) has been compacted away. */
@@ -221,7 +202,7 @@ function statusEventError(object: unknown, path: string): KubeApiError {
 function toKubeApiError(error: unknown, call: string): unknown {
   if (error instanceof KubeApiError) return error;
   if (error instanceof ApiException) {
-    const status = statusBody(error.body);
+    const status = parseStatus(error.body);
     const message = status.message ?? `HTTP ${error.code}`;
     return new KubeApiError(error.code, status.reason, `${call}: ${error.code}: ${message}`, {
       cause: error,
@@ -237,20 +218,4 @@ function toKubeApiError(error: unknown, call: string): unknown {
     return new Error(`${call}: ${error.message}${cause}`, { cause: error });
   }
   return new Error(`${call}: ${String(error)}`);
-}
-
-function statusBody(body: unknown): { reason?: string; message?: string } {
-  let value = body;
-  if (typeof body === 'string') {
-    try {
-      value = JSON.parse(body);
-    } catch {
-      return { message: body };
-    }
-  }
-  if (!isRecord(value)) return {};
-  return {
-    ...(typeof value['reason'] === 'string' ? { reason: value['reason'] } : {}),
-    ...(typeof value['message'] === 'string' ? { message: value['message'] } : {}),
-  };
 }

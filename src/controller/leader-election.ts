@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
-  ApiException,
   type ConfigurationOptions,
   CoordinationV1Api,
   type KubeConfig,
@@ -12,7 +11,7 @@ import {
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../log.ts';
 import { sleep } from '../util/sleep.ts';
-import { describeKubeError } from './kube-errors.ts';
+import { describeKubeError, statusCodeOf } from './kube-errors.ts';
 import { withSignal } from './request-options.ts';
 
 /** controller-runtime's defaults (pkg/manager: LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s). */
@@ -400,8 +399,8 @@ export class LeaderElector {
         this.observe(await this.api.replaceNamespacedLease({ ...target, body }, options));
         return OK;
       } catch (error) {
-        if (statusOf(error) === 404) return { kind: 'lost', reason: 'the lease was deleted' };
-        if (statusOf(error) !== 409) return { kind: 'error', operation: 'renew', error };
+        if (statusCodeOf(error) === 404) return { kind: 'lost', reason: 'the lease was deleted' };
+        if (statusCodeOf(error) !== 409) return { kind: 'error', operation: 'renew', error };
       }
     }
 
@@ -409,7 +408,7 @@ export class LeaderElector {
     try {
       current = await this.api.readNamespacedLease(target, options);
     } catch (error) {
-      if (statusOf(error) !== 404) return { kind: 'error', operation: 'read', error };
+      if (statusCodeOf(error) !== 404) return { kind: 'error', operation: 'read', error };
       if (leading) return { kind: 'lost', reason: 'the lease was deleted' };
       return this.create(now, options);
     }
@@ -436,7 +435,7 @@ export class LeaderElector {
       return OK;
     } catch (error) {
       // Another candidate wrote between our read and our write: it won this round.
-      if (statusOf(error) === 409) return { kind: 'held', holder: '(conflict)' };
+      if (statusCodeOf(error) === 409) return { kind: 'held', holder: '(conflict)' };
       return { kind: 'error', operation: 'update', error };
     }
   }
@@ -459,7 +458,7 @@ export class LeaderElector {
       this.log.info('created the lease');
       return OK;
     } catch (error) {
-      if (statusOf(error) === 409) return { kind: 'held', holder: '(created concurrently)' };
+      if (statusCodeOf(error) === 409) return { kind: 'held', holder: '(created concurrently)' };
       return { kind: 'error', operation: 'create', error };
     }
   }
@@ -511,7 +510,7 @@ export class LeaderElector {
 
   /** Logs at error on a new failure and at most every 30 s for a repeat; debug in between. */
   private reportError(attempt: { operation: string; error: unknown }): void {
-    const status = statusOf(attempt.error);
+    const status = statusCodeOf(attempt.error);
     const hint =
       status === 403
         ? ' (the identity needs get, create and update on leases.coordination.k8s.io in this namespace)'
@@ -559,8 +558,4 @@ function validate(elector: LeaderElector): void {
   if (problems.length > 0) {
     throw new RangeError(`invalid leader election settings: ${problems.join('; ')}`);
   }
-}
-
-function statusOf(error: unknown): number | undefined {
-  return error instanceof ApiException ? error.code : undefined;
 }

@@ -7,14 +7,14 @@ import {
   objectChanges,
   watchEventChanges,
 } from '../../../src/controller/informer.ts';
-import {
-  KubeApiError,
-  type ListOptions,
-  type ListPage,
-  type ListWatch,
-  type WatchEvent,
-  type WatchEventType,
-  type WatchOptions,
+import { KubeApiError } from '../../../src/controller/kube-errors.ts';
+import type {
+  ListOptions,
+  ListPage,
+  ListWatch,
+  WatchEvent,
+  WatchEventType,
+  WatchOptions,
 } from '../../../src/controller/kube-list-watch.ts';
 import { isRecord } from '../../../src/controller/kube-object.ts';
 import { capturingLogger } from '../../support/logs.ts';
