@@ -1,11 +1,11 @@
 import type { AgentRun, AgentRunStatus } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason } from '../api/reasons.ts';
+import type { JsonObject } from '../handlers/handler.ts';
 import {
   deadline,
   isAudited,
   isTerminal,
-  type JsonObject,
   maxAttempts,
   retryingStatus,
   terminalStatus,

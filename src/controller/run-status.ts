@@ -6,6 +6,7 @@ import {
 } from '../api/agentrun.ts';
 import { type Condition, ConditionType, findCondition, setCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
+import type { JsonObject } from '../handlers/handler.ts';
 import { formatDuration } from '../util/duration.ts';
 import { truncate } from '../util/text.ts';
 
@@ -16,8 +17,6 @@ import { truncate } from '../util/text.ts';
 
 /** The most of the handler's artifacts copied onto the status; the audit log keeps them all. */
 export const STATUS_ARTIFACTS_MAX_BYTES = 4096;
-
-export type JsonObject = { [key: string]: unknown };
 
 /** The run's terminal audit row is committed (Audited=True). */
 export function isAudited(status: AgentRunStatus | undefined): boolean {

@@ -12,11 +12,11 @@ import { type Condition, ConditionType, findCondition } from '../../../src/api/c
 import type { TerminalReason } from '../../../src/api/reasons.ts';
 import { FINALIZER, type RetryPolicy } from '../../../src/controller/decide.ts';
 import {
-  type JsonObject,
   retryingStatus,
   runningStatus,
   terminalStatus,
 } from '../../../src/controller/run-status.ts';
+import type { JsonObject } from '../../../src/handlers/handler.ts';
 
 /** A fixed clock origin: every test time is an offset from it, so expectations are exact. */
 export const T0 = new Date('2026-03-01T10:00:00.000Z');
