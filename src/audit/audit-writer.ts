@@ -32,8 +32,9 @@ export interface AuditSink {
 }
 
 /**
- * Hooks for agent_audit_writes_total{result}, agent_audit_write_latency_seconds and
- * agent_audit_pending. Must not throw.
+ * Audit-log health: agent_audit_writes_total{result}, agent_audit_write_latency_seconds,
+ * agent_audit_pending (told by the writer) and agent_audit_lost_total (told by the reconciler).
+ * Cheap; must not throw.
  */
 export interface AuditMetrics {
   /** After each statement: how many rows it committed, or how many it failed to. */
@@ -42,12 +43,18 @@ export interface AuditMetrics {
   latency(seconds: number): void;
   /** Records queued or being written, after every change. */
   pending(n: number): void;
+  /**
+   * A run's row was given up after AUDIT_FINALIZER_DEADLINE_SECONDS (the reconciler's
+   * RunAudit.onLost); the writer never calls it.
+   */
+  lost(): void;
 }
 
 export const noAuditMetrics: AuditMetrics = {
   written() {},
   latency() {},
   pending() {},
+  lost() {},
 };
 
 /** What the writer needs from the store (AuditStore.upsertRows). */
@@ -430,6 +437,7 @@ function guarded(metrics: AuditMetrics): AuditMetrics {
     written: safe((result: 'success' | 'error', rows: number) => metrics.written(result, rows)),
     latency: safe((seconds: number) => metrics.latency(seconds)),
     pending: safe((n: number) => metrics.pending(n)),
+    lost: safe(() => metrics.lost()),
   };
 }
 

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type AuditMetrics, noAuditMetrics } from '../audit/audit-writer.ts';
 import { type ControllerMetrics, noControllerMetrics } from '../controller/controller-metrics.ts';
 import type { LeaderElectionMetrics } from '../controller/leader-election.ts';
 import type { WorkQueueMetrics } from '../controller/workqueue.ts';
@@ -49,28 +50,6 @@ export const AUDIT_WRITE_RESULTS = ['success', 'error'] as const;
 
 /** rest_client_requests_total's `code` for a request that got no HTTP response (client-go's). */
 export const NO_RESPONSE_CODE = '<error>';
-
-/** Audit-log health, reported by the audit writer. Cheap, never throws. */
-export interface AuditMetrics {
-  /** `rows` rows were written (`success`) or failed to be written (`error`): agent_audit_writes_total. */
-  written(result: 'success' | 'error', rows: number): void;
-  /** One write (a row or a batch) took this long: agent_audit_write_latency_seconds. */
-  latency(seconds: number): void;
-  /** Rows waiting to be written: agent_audit_pending. */
-  pending(n: number): void;
-  /**
-   * A run's row was given up after AUDIT_FINALIZER_DEADLINE_SECONDS: agent_audit_lost_total
-   * (the reconciler's RunAudit.onLost).
-   */
-  lost(): void;
-}
-
-export const noAuditMetrics: AuditMetrics = {
-  written: () => {},
-  latency: () => {},
-  pending: () => {},
-  lost: () => {},
-};
 
 /**
  * Options for PooledKubeConfig: `PooledKubeConfig.from(kc, metrics.restClient)`. Empty when

@@ -44,6 +44,7 @@ class Metrics implements AuditMetrics {
   pending(n: number): void {
     this.maxPending = Math.max(this.maxPending, n);
   }
+  lost(): void {}
 }
 
 function logCapture() {

@@ -48,6 +48,7 @@ class CountingMetrics implements AuditMetrics {
   pending(n: number): void {
     this.lastPending = n;
   }
+  lost(): void {}
 }
 
 function record(runId: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
@@ -201,6 +202,9 @@ describe('AuditWriter', () => {
         throw new Error('metrics down');
       },
       pending() {
+        throw new Error('metrics down');
+      },
+      lost() {
         throw new Error('metrics down');
       },
     };
