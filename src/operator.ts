@@ -11,7 +11,7 @@ import { EventRecorder } from './controller/event-recorder.ts';
 import { HealthServer } from './controller/health-server.ts';
 import { LeaderElector } from './controller/leader-election.ts';
 import { PooledKubeConfig } from './controller/pooled-kube-config.ts';
-import type { RunEvents, RunObserver } from './controller/reconciler.ts';
+import type { RunEvents } from './controller/reconciler.ts';
 import type { Handler } from './handlers/handler.ts';
 import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
@@ -38,8 +38,6 @@ export interface OperatorOptions {
   readonly kubeConfig?: KubeConfig;
   /** Where Kubernetes Events go; default an EventRecorder writing events.k8s.io/v1 Events. */
   readonly events?: RunEvents;
-  /** Told about every status write: the seams for the audit log and metrics. */
-  readonly observers?: readonly RunObserver[];
   /** Controller metrics; default the Prometheus ones of the operator's registry (src/metrics). */
   readonly metrics?: ControllerMetrics;
 }
@@ -174,7 +172,6 @@ export class Operator {
       resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
       finalizerAfterMs: config.FINALIZER_AFTER_MS,
       queuedStatusAfterMs: config.QUEUED_STATUS_AFTER_MS,
-      ...(options.observers ? { observers: options.observers } : {}),
       metrics: options.metrics ?? metrics.controller,
       queueMetrics: metrics.workqueue,
       ...(auditor

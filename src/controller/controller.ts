@@ -6,7 +6,7 @@ import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import { Informer } from './informer.ts';
 import { objectKey } from './kube-object.ts';
-import { Reconciler, type RunAudit, type RunEvents, type RunObserver } from './reconciler.ts';
+import { Reconciler, type RunAudit, type RunEvents } from './reconciler.ts';
 import { WorkQueue, type WorkQueueMetrics } from './workqueue.ts';
 
 export interface ControllerOptions {
@@ -23,7 +23,6 @@ export interface ControllerOptions {
   readonly finalizerAfterMs: number;
   /** QUEUED_STATUS_AFTER_MS: when a run waiting for a handler slot says so; 0: never. */
   readonly queuedStatusAfterMs?: number;
-  readonly observers?: readonly RunObserver[];
   readonly queueMetrics?: WorkQueueMetrics;
   readonly metrics?: ControllerMetrics;
   /** The audit log; absent when auditing is off. */
@@ -75,7 +74,6 @@ export class AgentRunController {
       enqueue: (key) => queue.add(key),
       metrics: this.#metrics,
       ...(options.audit ? { audit: options.audit } : {}),
-      ...(options.observers ? { observers: options.observers } : {}),
     });
     const enqueue = (run: AgentRun) => {
       const key = objectKey(run);

@@ -40,14 +40,6 @@ export interface RunEvents {
   record(run: AgentRun, type: 'Normal' | 'Warning', reason: string, message: string): void;
 }
 
-/**
- * Seams for the audit log and metrics: told about every status the controller writes. Must not
- * throw or block (they queue work of their own).
- */
-export interface RunObserver {
-  statusWritten(run: AgentRun, previous: AgentRunStatus | undefined): void;
-}
-
 export interface ReconcilerOptions {
   readonly store: RunStore;
   readonly writer: AgentRunWriter;
@@ -65,7 +57,6 @@ export interface ReconcilerOptions {
   readonly queuedStatusAfterMs?: number;
   /** Puts a key back on the work queue (after an execution ends or a slot frees). */
   readonly enqueue: (key: string) => void;
-  readonly observers?: readonly RunObserver[];
   readonly metrics?: ControllerMetrics;
   /** The audit log; absent when APPLYLENS_AGENT_AUDIT_ENABLED is false. */
   readonly audit?: RunAudit;
@@ -513,7 +504,7 @@ export class Reconciler {
       });
   }
 
-  /** Writes `status`, remembers the result, emits the Event and tells the observers. */
+  /** Writes `status`, remembers the result and emits the Event. */
   async #write(
     run: AgentRun,
     status: AgentRunStatus,
@@ -555,7 +546,6 @@ export class Reconciler {
       this.#metrics.runFinished(run.spec.agent, status, run.status?.durationMs ?? 0);
       this.#logFinished(run, now?.reason, now?.message ?? '');
     }
-    for (const observer of this.#o.observers ?? []) observer.statusWritten(run, previous);
   }
 
   /**
