@@ -220,5 +220,3 @@ export class Executor {
     }
   }
 }
-
-export { errorMessage };

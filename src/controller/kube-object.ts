@@ -25,13 +25,6 @@ export function objectKey(object: KubeObject): string | undefined {
   return namespace ? `${namespace}/${name}` : name;
 }
 
-/** Splits a key made by `objectKey` (client-go's `SplitMetaNamespaceKey`). */
-export function splitKey(key: string): { namespace: string | undefined; name: string } {
-  const slash = key.indexOf('/');
-  if (slash < 0) return { namespace: undefined, name: key };
-  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
-}
-
 /** Narrows an unknown value to a plain object (for validating API responses). */
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

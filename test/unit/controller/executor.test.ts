@@ -4,9 +4,9 @@ import {
   type Execution,
   Executor,
   type ExecutorOptions,
-  errorMessage,
 } from '../../../src/controller/executor.ts';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
+import { errorMessage } from '../../../src/handlers/messages.ts';
 import { silentLogger } from '../../../src/log.ts';
 
 type Ctx = Parameters<Execution['execute']>[0];
