@@ -3,7 +3,7 @@ import {
   countResponses,
   type DispatchInterceptor,
   type OnResponse,
-} from '../metrics/rest-client-metrics.ts';
+} from './rest-client-metrics.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   countResponses,
   type DispatchInterceptor,
-} from '../../../src/metrics/rest-client-metrics.ts';
+} from '../../../src/controller/rest-client-metrics.ts';
 
 type Dispatch = ReturnType<DispatchInterceptor>;
 type Options = Parameters<Dispatch>[0];
