@@ -7,6 +7,7 @@ import { installCrd } from '../support/crds.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';
+import { sampleLeadership } from '../support/leadership.ts';
 import { startOperator } from '../support/operator.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -46,23 +47,6 @@ function recordingHandler(
   });
 }
 
-/** Samples both replicas' isLeader every few milliseconds and counts instants with two. */
-function sampleLeadership(operators: () => readonly Operator[]): () => {
-  samples: number;
-  overlaps: number;
-} {
-  let samples = 0;
-  let overlaps = 0;
-  const timer = setInterval(() => {
-    samples++;
-    if (operators().filter((op) => op.isLeader).length > 1) overlaps++;
-  }, 5);
-  return () => {
-    clearInterval(timer);
-    return { samples, overlaps };
-  };
-}
-
 describe('two operator replicas with leader election', () => {
   it('only the leader executes runs; after it stops, the other takes over', async () => {
     const namespace = await createNamespace(kc, 'leader');
@@ -84,7 +68,7 @@ describe('two operator replicas with leader election', () => {
     opA = await startOperator({ kubeConfig: kc, namespace, env, handlers: [a] });
     opB = await startOperator({ kubeConfig: kc, namespace, env, handlers: [b] });
     const replicas = { a: opA, b: opB };
-    const finish = sampleLeadership(() => [replicas.a, replicas.b]);
+    const finish = sampleLeadership(() => [replicas.a.isLeader, replicas.b.isLeader]);
     await waitFor('a leader', async () => (opA?.isLeader || opB?.isLeader ? true : undefined), {
       timeoutMs: 15_000,
     });

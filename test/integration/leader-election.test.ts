@@ -6,6 +6,7 @@ import { createLogger } from '../../src/log.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig, mintUser } from '../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../support/kube.ts';
+import { sampleLeadership } from '../support/leadership.ts';
 import { waitFor } from '../support/wait.ts';
 
 const plane = controlPlane();
@@ -80,23 +81,6 @@ function candidate(
   return result;
 }
 
-/** Samples isLeader() of every elector every few milliseconds and counts overlaps. */
-function sampleLeadership(electors: readonly LeaderElector[]): () => {
-  samples: number;
-  overlaps: number;
-} {
-  let samples = 0;
-  let overlaps = 0;
-  const timer = setInterval(() => {
-    samples++;
-    if (electors.filter((elector) => elector.isLeader()).length > 1) overlaps++;
-  }, 5);
-  return () => {
-    clearInterval(timer);
-    return { samples, overlaps };
-  };
-}
-
 async function readLease(namespace: string) {
   return leases.readNamespacedLease({ name: LEASE, namespace });
 }
@@ -127,7 +111,7 @@ describe('LeaderElector against the API server', () => {
     const namespace = await createNamespace(admin, 'le-one');
     const a = candidate(namespace, 'candidate-a');
     const b = candidate(namespace, 'candidate-b');
-    const finish = sampleLeadership([a.elector, b.elector]);
+    const finish = sampleLeadership(() => [a.elector.isLeader(), b.elector.isLeader()]);
 
     const leader = await leaderAmong([a, b]);
     const follower = leader === a ? b : a;
@@ -166,7 +150,7 @@ describe('LeaderElector against the API server', () => {
     const long = { leaseDurationMs: 120_000, renewDeadlineMs: 10_000, retryPeriodMs: 200 };
     const a = candidate(namespace, 'candidate-a', long);
     const b = candidate(namespace, 'candidate-b', long);
-    const finish = sampleLeadership([a.elector, b.elector]);
+    const finish = sampleLeadership(() => [a.elector.isLeader(), b.elector.isLeader()]);
     const leader = await leaderAmong([a, b]);
     const follower = leader === a ? b : a;
 
@@ -194,7 +178,7 @@ describe('LeaderElector against the API server', () => {
     const namespace = await createNamespace(admin, 'le-crash');
     const a = candidate(namespace, 'candidate-a');
     const b = candidate(namespace, 'candidate-b');
-    const finish = sampleLeadership([a.elector, b.elector]);
+    const finish = sampleLeadership(() => [a.elector.isLeader(), b.elector.isLeader()]);
     const leader = await leaderAmong([a, b]);
     const follower = leader === a ? b : a;
     // Let the follower observe a few renewals first: a follower that timed the lease from its
