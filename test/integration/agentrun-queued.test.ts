@@ -36,19 +36,30 @@ function states(versions: readonly { run: AgentRun }[], name: string): string[] 
     .map((v) => `${v.run.status?.phase ?? '-'}/${reasonOf(v.run) ?? '-'}`);
 }
 
+/**
+ * An operator with one handler slot, held by the run 'holder' until the test cancels it, and a
+ * recording of every AgentRun version in the namespace from before the holder was created.
+ */
+async function oneSlotTaken(queuedStatusAfterMs: string) {
+  const namespace = await createNamespace(kc, 'queued');
+  await startOperator({
+    kubeConfig: kc,
+    namespace,
+    env: { MAX_CONCURRENT_RUNS: '1', QUEUED_STATUS_AFTER_MS: queuedStatusAfterMs },
+  });
+  const runs = new AgentRuns(kc, namespace);
+  const recording = await runs.record();
+  await runs.create('holder', { agent: 'noop', params: { delayMs: 600_000 } });
+  await runs.waitForPhase('holder', 'Running');
+  return { namespace, runs, recording };
+}
+
+/** The versions of a run that was claimed without a Queued status. */
+const NEVER_QUEUED = ['-/-', 'Running/Running', 'Succeeded/Succeeded'];
+
 describe('a run waiting for a free handler slot', () => {
   it('shows Pending/Queued, written once, then runs when the slot frees; a run that starts at once is never Queued', async () => {
-    const namespace = await createNamespace(kc, 'queued');
-    await startOperator({
-      kubeConfig: kc,
-      namespace,
-      env: { MAX_CONCURRENT_RUNS: '1', QUEUED_STATUS_AFTER_MS: '300' },
-    });
-    const runs = new AgentRuns(kc, namespace);
-    const recording = await runs.record();
-
-    await runs.create('holder', { agent: 'noop', params: { delayMs: 600_000 } });
-    await runs.waitForPhase('holder', 'Running');
+    const { namespace, runs, recording } = await oneSlotTaken('300');
     await runs.create('waiting', { agent: 'noop' });
     const queued = await runs.waitUntil('waiting', 'Queued', (r) => reasonOf(r) === 'Queued');
     expect(queued.status?.phase).toBe('Pending');
@@ -86,24 +97,11 @@ describe('a run waiting for a free handler slot', () => {
       'Running/Running',
       'Succeeded/Succeeded',
     ]);
-    expect(states(recording.versions, 'quick')).toEqual([
-      '-/-',
-      'Running/Running',
-      'Succeeded/Succeeded',
-    ]);
+    expect(states(recording.versions, 'quick')).toEqual(NEVER_QUEUED);
   });
 
   it('QUEUED_STATUS_AFTER_MS=0 leaves a waiting run without status, as before', async () => {
-    const namespace = await createNamespace(kc, 'unqueued');
-    await startOperator({
-      kubeConfig: kc,
-      namespace,
-      env: { MAX_CONCURRENT_RUNS: '1', QUEUED_STATUS_AFTER_MS: '0' },
-    });
-    const runs = new AgentRuns(kc, namespace);
-    const recording = await runs.record();
-    await runs.create('holder', { agent: 'noop', params: { delayMs: 600_000 } });
-    await runs.waitForPhase('holder', 'Running');
+    const { runs, recording } = await oneSlotTaken('0');
     await runs.create('waiting', { agent: 'noop' });
     // The run is parked with the executor (its wait shows as the queued-runs gauge); cancel the
     // holder once 'waiting' has been seen and had time to be reconciled at least once.
@@ -113,10 +111,6 @@ describe('a run waiting for a free handler slot', () => {
     await runs.cancel('holder');
     await runs.waitForPhase('waiting', 'Succeeded');
     recording.stop();
-    expect(states(recording.versions, 'waiting')).toEqual([
-      '-/-',
-      'Running/Running',
-      'Succeeded/Succeeded',
-    ]);
+    expect(states(recording.versions, 'waiting')).toEqual(NEVER_QUEUED);
   });
 });
