@@ -15,9 +15,9 @@ import type { RunEvents } from './controller/reconciler.ts';
 import type { Handler } from './handlers/handler.ts';
 import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
-import { createLogger, type Logger } from './log.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
+import { createLogger, type Logger } from './util/log.ts';
 
 /**
  * What a graceful stop may take beyond SHUTDOWN_GRACE_SECONDS: queued audit rows, then queued

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { AuditRecord, AuditStatus } from './audit-record.ts';
 import {
   type AuditEntry,

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import Postgrator from 'postgrator';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { describeDatabase } from './pool.ts';
 
 /** migrations/ of the package: ../../migrations from src/audit/ and from dist/audit/ alike. */

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 
 /** Connections the audit log uses: one batch writer, reads from the CLI, retention, migrations. */
 export const AUDIT_POOL_MAX = 4;

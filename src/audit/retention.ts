@@ -1,4 +1,4 @@
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { AuditStore } from './audit-store.ts';
 import { errorSummary } from './pool.ts';
 

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { AuditStore } from '../audit/audit-store.ts';
 import { createAuditPool, describeDatabase } from '../audit/pool.ts';
-import { silentLogger } from '../log.ts';
+import { silentLogger } from '../util/log.ts';
 import { CliError, type CommandSpec, type FlagSpec, UsageError } from './args.ts';
 
 /** `--database-url`, which wins over DATABASE_URL (as every setting's flag does). */

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from '../config/config.ts';
-import { createLogger } from '../log.ts';
+import { createLogger } from '../util/log.ts';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
 import { auditCommand } from './audit-command.ts';
 import { processIo, reportError } from './command.ts';

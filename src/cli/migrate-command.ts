@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type MigrationResult, migrate } from '../audit/migrate.ts';
 import { describeDatabase } from '../audit/pool.ts';
-import { silentLogger } from '../log.ts';
+import { silentLogger } from '../util/log.ts';
 import { type CommandSpec, formatHelp, parseArgs, parseFlags, UsageError } from './args.ts';
 import type { CliIo } from './command.ts';
 import { DATABASE_URL_FLAG, resolveDatabaseUrl, withDatabase } from './database.ts';

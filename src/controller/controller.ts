@@ -1,7 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import { Informer } from './informer.ts';

@@ -8,7 +8,7 @@ import {
   setHeaderOptions,
   V1MicroTime,
 } from '@kubernetes/client-node';
-import { type Logger, silentLogger } from '../log.ts';
+import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { describeKubeError, statusCodeOf } from './kube-errors.ts';
 import { withSignal } from './request-options.ts';

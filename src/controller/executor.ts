@@ -1,6 +1,6 @@
 import type { JsonObject } from '../handlers/handler.ts';
 import { errorMessage } from '../handlers/messages.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import type { AttemptResult } from './decide.ts';
 
 /** One attempt to execute: what the reconciler hands over after claiming it. */

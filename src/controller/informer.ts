@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { statusCodeOf } from './kube-errors.ts';
 import { isExpired, KubeListWatch, type ListWatch, type WatchEvent } from './kube-list-watch.ts';

@@ -9,7 +9,7 @@ import {
   type V1LeaseSpec,
   V1MicroTime,
 } from '@kubernetes/client-node';
-import { type Logger, silentLogger } from '../log.ts';
+import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { describeKubeError, statusCodeOf } from './kube-errors.ts';
 import { withSignal } from './request-options.ts';

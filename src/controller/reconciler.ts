@@ -3,7 +3,7 @@ import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason } from '../api/reasons.ts';
 import type { AuditSink } from '../audit/audit-writer.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-client.ts';
 import { auditRecord } from './audit-records.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';

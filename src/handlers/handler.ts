@@ -3,7 +3,7 @@
 
 import { z } from 'zod';
 import { AGENT_NAME_MAX_LENGTH, AGENT_NAME_PATTERN } from '../api/agentrun.ts';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../util/log.ts';
 import { ELLIPSIS, truncate } from '../util/text.ts';
 import { errorMessage, formatIssues } from './messages.ts';
 

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
-import { type Logger, silentLogger } from '../log.ts';
+import { type Logger, silentLogger } from '../util/log.ts';
 import { type AuthDecision, DelegatingAuth, kubeReviewClient } from './metrics-auth.ts';
 import { type CertificateAndKey, selfSignedCertificate } from './self-signed.ts';
 

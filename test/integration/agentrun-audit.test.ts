@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentRun } from '../../src/api/agentrun.ts';
 import { migrate } from '../../src/audit/migrate.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
 import { controlPlane, useFreshDatabase } from '../support/environment.ts';

@@ -8,7 +8,7 @@ import {
   setAuditor,
 } from '../../src/audit/auditor.ts';
 import { migrate } from '../../src/audit/migrate.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 
 /** The compatible AgentAuditor API end to end, and the toggle that turns it off. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE, migrate } from '../../src/audit/migrate.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 
 const db = useFreshDatabase('audit_migrations');

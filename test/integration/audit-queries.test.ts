@@ -6,7 +6,7 @@ import {
   recentRunsSql,
 } from '../../src/audit/audit-store.ts';
 import { migrate } from '../../src/audit/migrate.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 
 /**

@@ -8,7 +8,7 @@ import {
 import { AuditStore } from '../../src/audit/audit-store.ts';
 import { migrate } from '../../src/audit/migrate.ts';
 import { RetentionJob } from '../../src/audit/retention.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { TRUNCATION_MARKER } from '../../src/util/text.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 

@@ -5,7 +5,7 @@ import type { AuditRecord } from '../../src/audit/audit-record.ts';
 import type { AuditMetrics } from '../../src/audit/audit-writer.ts';
 import { AgentAuditor } from '../../src/audit/auditor.ts';
 import { migrate } from '../../src/audit/migrate.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/util/log.ts';
 import { PostgresServer } from '../support/postgres/server.ts';
 import { waitFor } from '../support/wait.ts';
 

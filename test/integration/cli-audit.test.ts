@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit-record.ts';
 import { AuditStore } from '../../src/audit/audit-store.ts';
 import { migrate } from '../../src/audit/migrate.ts';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { useFreshDatabase } from '../support/environment.ts';
 import { freePort } from '../support/ports.ts';
 import { firstColumn, tableRows } from '../support/table.ts';

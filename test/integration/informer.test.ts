@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Informer, type InformerEventHandler } from '../../src/controller/informer.ts';
 import { KubeListWatch, type ListWatch } from '../../src/controller/kube-list-watch.ts';
 import { isRecord } from '../../src/controller/kube-object.ts';
-import { type Logger, silentLogger } from '../../src/log.ts';
+import { type Logger, silentLogger } from '../../src/util/log.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';
 import { createNamespace } from '../support/kube.ts';

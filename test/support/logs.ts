@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createLogger, type Logger, type LogLevel } from '../../src/log.ts';
+import { createLogger, type Logger, type LogLevel } from '../../src/util/log.ts';
 
 /** A real pino logger whose JSON lines are kept, parsed, for assertions about what was logged. */
 export function capturingLogger(level: LogLevel = 'debug'): {

@@ -3,8 +3,8 @@ import { afterEach } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.ts';
 import type { RunEvents } from '../../src/controller/reconciler.ts';
 import type { Handler } from '../../src/handlers/handler.ts';
-import { createLogger, type Logger, type LogLevel, silentLogger } from '../../src/log.ts';
 import { createOperator, type Operator } from '../../src/operator.ts';
+import { createLogger, type Logger, type LogLevel, silentLogger } from '../../src/util/log.ts';
 
 const running = new Set<Operator>();
 

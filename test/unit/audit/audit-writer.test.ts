@@ -2,7 +2,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import { describe, expect, it } from 'vitest';
 import type { AuditRecord, SanitisedRecord } from '../../../src/audit/audit-record.ts';
 import { type AuditMetrics, AuditWriter, type RowWriter } from '../../../src/audit/audit-writer.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 
 /**
  * The writer's queue logic against an in-memory RowWriter (the PostgreSQL side is tested in

@@ -9,7 +9,7 @@ import {
   startRecord,
 } from '../../../src/audit/auditor.ts';
 import { describeDatabase, errorSummary } from '../../../src/audit/pool.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 
 const T0 = new Date('2026-03-01T10:00:00.000Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);

@@ -12,7 +12,7 @@ import {
   NOTE_MAX_BYTES,
   truncateNote,
 } from '../../../src/controller/event-recorder.ts';
-import { createLogger } from '../../../src/log.ts';
+import { createLogger } from '../../../src/util/log.ts';
 
 describe('truncateNote', () => {
   it('leaves a note within 1 KiB alone', () => {

@@ -7,7 +7,7 @@ import {
 } from '../../../src/controller/executor.ts';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
 import { errorMessage } from '../../../src/handlers/messages.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 
 type Ctx = Parameters<Execution['execute']>[0];
 

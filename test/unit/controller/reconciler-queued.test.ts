@@ -5,7 +5,7 @@ import type { AgentRunWriter } from '../../../src/controller/agentrun-client.ts'
 import { Reconciler } from '../../../src/controller/reconciler.ts';
 import { noopHandler } from '../../../src/handlers/noop.ts';
 import { HandlerRegistry } from '../../../src/handlers/registry.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 import { agentRun, RETRY } from './fixtures.ts';
 
 /**

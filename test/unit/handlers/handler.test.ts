@@ -15,7 +15,7 @@ import {
   parseParams,
 } from '../../../src/handlers/handler.ts';
 import { errorMessage, formatPath, joinCapped } from '../../../src/handlers/messages.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 
 function context(overrides: Partial<HandlerContext> = {}): HandlerContext {
   return {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
 import type { HttpCheckOptions } from '../../../src/handlers/http-check.ts';
 import { httpCheckHandler } from '../../../src/handlers/http-check.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 import { type Respond, serve } from '../../support/recording-server.ts';
 
 function status(code: number, delayMs = 0): Respond {

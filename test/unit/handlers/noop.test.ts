@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
 import { noopHandler } from '../../../src/handlers/noop.ts';
-import { silentLogger } from '../../../src/log.ts';
+import { silentLogger } from '../../../src/util/log.ts';
 
 function context(signal: AbortSignal = new AbortController().signal): HandlerContext {
   return { runId: 'run-1', attempt: 1, dryRun: false, signal, logger: silentLogger() };

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
 import type { WebhookOptions } from '../../../src/handlers/webhook.ts';
 import { WEBHOOK_MAX_RESPONSE_BYTES, webhookHandler } from '../../../src/handlers/webhook.ts';
-import { createLogger, silentLogger } from '../../../src/log.ts';
+import { createLogger, silentLogger } from '../../../src/util/log.ts';
 import { type Respond, serve } from '../../support/recording-server.ts';
 
 function reply(status: number, body: string, contentType = 'application/json'): Respond {
