@@ -13,7 +13,7 @@ import {
   parseAgentRun,
   VERSION,
 } from '../api/agentrun.ts';
-import { describeKubeError } from './kube-errors.ts';
+import { describeKubeError } from '../kube/kube-errors.ts';
 
 /** The AgentRun writes the controller makes; a thin adapter over the API server. */
 export interface AgentRunWriter {

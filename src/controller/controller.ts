@@ -1,13 +1,13 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
+import { Informer } from '../kube/informer.ts';
+import { objectKey } from '../kube/kube-object.ts';
+import { WorkQueue, type WorkQueueMetrics } from '../kube/workqueue.ts';
 import type { Logger } from '../util/log.ts';
 import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
-import { Informer } from './informer.ts';
-import { objectKey } from './kube-object.ts';
 import { Reconciler, type RunAudit, type RunEvents } from './reconciler.ts';
-import { WorkQueue, type WorkQueueMetrics } from './workqueue.ts';
 
 export interface ControllerOptions {
   readonly kubeConfig: KubeConfig;

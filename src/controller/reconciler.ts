@@ -3,6 +3,7 @@ import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason } from '../api/reasons.ts';
 import type { AuditSink } from '../audit/audit-writer.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
+import { TokenBucket } from '../kube/token-bucket.ts';
 import type { Logger } from '../util/log.ts';
 import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-client.ts';
 import { auditRecord } from './audit-records.ts';
@@ -28,7 +29,6 @@ import {
   terminalStatus,
   withAudited,
 } from './run-status.ts';
-import { TokenBucket } from './token-bucket.ts';
 
 /** Read access to the informer's cache. */
 export interface RunStore {

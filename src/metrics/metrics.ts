@@ -1,9 +1,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type AuditMetrics, noAuditMetrics } from '../audit/audit-writer.ts';
 import { type ControllerMetrics, noControllerMetrics } from '../controller/controller-metrics.ts';
-import type { LeaderElectionMetrics } from '../controller/leader-election.ts';
-import type { OnResponse } from '../controller/rest-client-metrics.ts';
-import type { WorkQueueMetrics } from '../controller/workqueue.ts';
+import type { LeaderElectionMetrics } from '../kube/leader-election.ts';
+import type { OnResponse } from '../kube/rest-client-metrics.ts';
+import type { WorkQueueMetrics } from '../kube/workqueue.ts';
 
 /**
  * Every Prometheus metric of the operator, on one prom-client Registry of its own (never the

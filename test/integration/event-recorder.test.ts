@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CoreV1Api, EventsV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EventRecorder, type EventRecorderOptions } from '../../src/controller/event-recorder.ts';
+import { EventRecorder, type EventRecorderOptions } from '../../src/kube/event-recorder.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig, mintUser } from '../support/envtest/users.ts';

@@ -4,9 +4,9 @@ import {
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Informer, type InformerEventHandler } from '../../src/controller/informer.ts';
-import { KubeListWatch, type ListWatch } from '../../src/controller/kube-list-watch.ts';
-import { isRecord } from '../../src/controller/kube-object.ts';
+import { Informer, type InformerEventHandler } from '../../src/kube/informer.ts';
+import { KubeListWatch, type ListWatch } from '../../src/kube/kube-list-watch.ts';
+import { isRecord } from '../../src/kube/kube-object.ts';
 import { type Logger, silentLogger } from '../../src/util/log.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LeaderElector, type LeaderElectorOptions } from '../../src/controller/leader-election.ts';
+import { LeaderElector, type LeaderElectorOptions } from '../../src/kube/leader-election.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig, mintUser } from '../support/envtest/users.ts';

@@ -1,6 +1,6 @@
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { PooledKubeConfig } from '../../src/controller/pooled-kube-config.ts';
+import { PooledKubeConfig } from '../../src/kube/pooled-kube-config.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { controlPlane } from '../support/environment.ts';
 import { adminKubeConfig } from '../support/envtest/users.ts';

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { CoreV1Api, RbacAuthorizationV1Api, type V1ClusterRole } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { PooledKubeConfig } from '../../src/controller/pooled-kube-config.ts';
+import { PooledKubeConfig } from '../../src/kube/pooled-kube-config.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { DelegatingAuth, kubeReviewClient } from '../../src/metrics/metrics-auth.ts';
 import { MetricsServer } from '../../src/metrics/metrics-server.ts';

@@ -11,7 +11,7 @@ import {
   type EventSink,
   NOTE_MAX_BYTES,
   truncateNote,
-} from '../../../src/controller/event-recorder.ts';
+} from '../../../src/kube/event-recorder.ts';
 import { createLogger } from '../../../src/util/log.ts';
 
 describe('truncateNote', () => {

@@ -1,8 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  countResponses,
-  type DispatchInterceptor,
-} from '../../../src/controller/rest-client-metrics.ts';
+import { countResponses, type DispatchInterceptor } from '../../../src/kube/rest-client-metrics.ts';
 
 type Dispatch = ReturnType<DispatchInterceptor>;
 type Options = Parameters<Dispatch>[0];

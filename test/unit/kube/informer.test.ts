@@ -6,8 +6,8 @@ import {
   type InformerEventHandler,
   objectChanges,
   watchEventChanges,
-} from '../../../src/controller/informer.ts';
-import { KubeApiError } from '../../../src/controller/kube-errors.ts';
+} from '../../../src/kube/informer.ts';
+import { KubeApiError } from '../../../src/kube/kube-errors.ts';
 import type {
   ListOptions,
   ListPage,
@@ -15,8 +15,8 @@ import type {
   WatchEvent,
   WatchEventType,
   WatchOptions,
-} from '../../../src/controller/kube-list-watch.ts';
-import { isRecord } from '../../../src/controller/kube-object.ts';
+} from '../../../src/kube/kube-list-watch.ts';
+import { isRecord } from '../../../src/kube/kube-object.ts';
 import { capturingLogger } from '../../support/logs.ts';
 
 interface Widget {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TokenBucket } from '../../../src/controller/token-bucket.ts';
+import { TokenBucket } from '../../../src/kube/token-bucket.ts';
 
 function clock(start = 1_000) {
   let now = start;

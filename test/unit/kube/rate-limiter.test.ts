@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, ExponentialRateLimiter } from '../../../src/controller/rate-limiter.ts';
+import { Backoff, ExponentialRateLimiter } from '../../../src/kube/rate-limiter.ts';
 
 describe('ExponentialRateLimiter', () => {
   it('starts at 5 ms and doubles per failure, up to 1000 s (client-go defaults)', () => {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ExponentialRateLimiter } from '../../../src/controller/rate-limiter.ts';
-import { Fifo, WorkQueue, type WorkQueueMetrics } from '../../../src/controller/workqueue.ts';
+import { ExponentialRateLimiter } from '../../../src/kube/rate-limiter.ts';
+import { Fifo, WorkQueue, type WorkQueueMetrics } from '../../../src/kube/workqueue.ts';
 
 /** Resolves to the value if the promise settled during the current microtask flush, else 'pending'. */
 async function settled<T>(promise: Promise<T>): Promise<T | 'pending'> {

@@ -1,6 +1,6 @@
 import { ApiException } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { KubeApiError, parseStatus, statusCodeOf } from '../../../src/controller/kube-errors.ts';
+import { KubeApiError, parseStatus, statusCodeOf } from '../../../src/kube/kube-errors.ts';
 
 describe('parseStatus', () => {
   it.each<[string, unknown, { reason?: string; message?: string }]>([

@@ -1,7 +1,7 @@
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type HealthChecks, HealthServer } from '../../../src/controller/health-server.ts';
+import { type HealthChecks, HealthServer } from '../../../src/kube/health-server.ts';
 
 interface Reply {
   readonly status: number;

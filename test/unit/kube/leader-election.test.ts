@@ -8,7 +8,7 @@ import {
   type LeaseRecord,
   leaseRecordOf,
   sameRecord,
-} from '../../../src/controller/leader-election.ts';
+} from '../../../src/kube/leader-election.ts';
 
 function record(overrides: Partial<LeaseRecord> = {}): LeaseRecord {
   return {
