@@ -134,25 +134,25 @@ export class EventRecorder {
   readonly reportingController: string;
   readonly reportingInstance: string;
 
-  private readonly log: Logger;
-  private readonly sink: EventSink;
-  private readonly maxPending: number;
-  private readonly perObjectBurst: number;
-  private readonly perObjectQps: number;
-  private readonly correlationWindowMs: number;
-  private readonly requestTimeoutMs: number;
-  private readonly bucket: TokenBucket;
-  private readonly series = new LruMap<string, Series>(CACHE_SIZE);
-  private readonly spam = new LruMap<string, TokenBucket>(CACHE_SIZE);
-  private readonly queue: Job[] = [];
-  private readonly stopController = new AbortController();
-  private readonly throttle: LogThrottle;
-  private worker: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  private busy = false;
-  private drainWaiters: Array<() => void> = [];
-  private sequence = 0;
-  private readonly stats = {
+  readonly #log: Logger;
+  readonly #sink: EventSink;
+  readonly #maxPending: number;
+  readonly #perObjectBurst: number;
+  readonly #perObjectQps: number;
+  readonly #correlationWindowMs: number;
+  readonly #requestTimeoutMs: number;
+  readonly #bucket: TokenBucket;
+  readonly #series = new LruMap<string, Series>(CACHE_SIZE);
+  readonly #spam = new LruMap<string, TokenBucket>(CACHE_SIZE);
+  readonly #queue: Job[] = [];
+  readonly #stopController = new AbortController();
+  readonly #throttle: LogThrottle;
+  #worker: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #busy = false;
+  #drainWaiters: Array<() => void> = [];
+  #sequence = 0;
+  readonly #stats = {
     sent: 0,
     failed: 0,
     correlated: 0,
@@ -164,25 +164,25 @@ export class EventRecorder {
     const component = options.component ?? d.component;
     this.reportingController = component.includes('/') ? component : `applylens.io/${component}`;
     this.reportingInstance = (options.host ?? hostname()).slice(0, FIELD_MAX_LENGTH);
-    this.log = (options.logger ?? silentLogger()).child({ module: 'event-recorder' });
-    this.throttle = new LogThrottle(this.log);
-    this.maxPending = options.maxPending ?? d.maxPending;
-    this.perObjectBurst = options.perObjectBurst ?? d.perObjectBurst;
-    this.perObjectQps = options.perObjectQps ?? d.perObjectQps;
-    this.correlationWindowMs = options.correlationWindowMs ?? d.correlationWindowMs;
-    this.requestTimeoutMs = options.requestTimeoutMs ?? d.requestTimeoutMs;
-    if (!Number.isInteger(this.maxPending) || this.maxPending < 1) {
+    this.#log = (options.logger ?? silentLogger()).child({ module: 'event-recorder' });
+    this.#throttle = new LogThrottle(this.#log);
+    this.#maxPending = options.maxPending ?? d.maxPending;
+    this.#perObjectBurst = options.perObjectBurst ?? d.perObjectBurst;
+    this.#perObjectQps = options.perObjectQps ?? d.perObjectQps;
+    this.#correlationWindowMs = options.correlationWindowMs ?? d.correlationWindowMs;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? d.requestTimeoutMs;
+    if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
       throw new RangeError(
-        `event recorder: maxPending must be an integer >= 1, got ${this.maxPending}`,
+        `event recorder: maxPending must be an integer >= 1, got ${this.#maxPending}`,
       );
     }
-    this.bucket = new TokenBucket({
+    this.#bucket = new TokenBucket({
       ratePerSecond: options.qps ?? d.qps,
       burst: options.burst ?? d.burst,
     });
     // Fail at construction, not on the first event, if the per-object settings are invalid.
-    new TokenBucket({ ratePerSecond: this.perObjectQps, burst: this.perObjectBurst });
-    this.sink = options.sink ?? kubeEventSink(options.kubeConfig);
+    new TokenBucket({ ratePerSecond: this.#perObjectQps, burst: this.#perObjectBurst });
+    this.#sink = options.sink ?? kubeEventSink(options.kubeConfig);
   }
 
   /**
@@ -198,19 +198,19 @@ export class EventRecorder {
     action: string = reason,
   ): void {
     try {
-      this.enqueueEvent(object, type, reason, message, action);
+      this.#enqueueEvent(object, type, reason, message, action);
     } catch (error) {
       // Only a bug can land here; the caller's reconcile must still not fail because of it.
-      this.drop('invalid', `could not record the event: ${String(error)}`);
+      this.#drop('invalid', `could not record the event: ${String(error)}`);
     }
   }
 
   counters(): EventRecorderCounters {
-    const droppedBy = { ...this.stats.droppedBy };
+    const droppedBy = { ...this.#stats.droppedBy };
     return {
-      sent: this.stats.sent,
-      failed: this.stats.failed,
-      correlated: this.stats.correlated,
+      sent: this.#stats.sent,
+      failed: this.#stats.failed,
+      correlated: this.#stats.correlated,
       dropped: Object.values(droppedBy).reduce((sum, n) => sum + n, 0),
       droppedBy,
     };
@@ -218,7 +218,7 @@ export class EventRecorder {
 
   /** Writes waiting to be sent (not counting one in flight). */
   pending(): number {
-    return this.queue.length;
+    return this.#queue.length;
   }
 
   /**
@@ -226,11 +226,11 @@ export class EventRecorder {
    * the queue drained. For graceful shutdown: `await recorder.flush(5_000); await recorder.stop()`.
    */
   async flush(timeoutMs: number): Promise<boolean> {
-    if (this.idle()) return true;
+    if (this.#idle()) return true;
     let resolveDrained: () => void = () => undefined;
     const drained = new Promise<void>((resolve) => {
       resolveDrained = resolve;
-      this.drainWaiters.push(resolve);
+      this.#drainWaiters.push(resolve);
     });
     const timeout = new AbortController();
     const ok = await Promise.race([
@@ -238,68 +238,68 @@ export class EventRecorder {
       sleep(timeoutMs, timeout.signal).then(() => false),
     ]);
     timeout.abort();
-    this.drainWaiters = this.drainWaiters.filter((waiter) => waiter !== resolveDrained);
+    this.#drainWaiters = this.#drainWaiters.filter((waiter) => waiter !== resolveDrained);
     return ok;
   }
 
   /** Stops the loop: a write in flight is aborted, queued ones are dropped (counted). */
   async stop(): Promise<void> {
-    if (!this.stopController.signal.aborted) {
-      this.stopController.abort();
-      this.wake?.();
-      const left = this.queue.splice(0);
+    if (!this.#stopController.signal.aborted) {
+      this.#stopController.abort();
+      this.#wake?.();
+      const left = this.#queue.splice(0);
       if (left.length > 0) {
-        this.stats.droppedBy.stopped += left.length;
-        this.log.info({ dropped: left.length }, 'event recorder stopped with events unsent');
+        this.#stats.droppedBy.stopped += left.length;
+        this.#log.info({ dropped: left.length }, 'event recorder stopped with events unsent');
       }
     }
-    await this.worker;
-    this.releaseDrainWaiters();
+    await this.#worker;
+    this.#releaseDrainWaiters();
   }
 
-  private enqueueEvent(
+  #enqueueEvent(
     object: EventSubject,
     type: EventType,
     reason: string,
     message: string,
     action: string,
   ): void {
-    if (this.stopController.signal.aborted) {
-      this.stats.droppedBy.stopped++;
-      this.log.debug({ reason }, 'event recorded after stop(); dropped');
+    if (this.#stopController.signal.aborted) {
+      this.#stats.droppedBy.stopped++;
+      this.#log.debug({ reason }, 'event recorded after stop(); dropped');
       return;
     }
     const subject = checkSubject(object);
     const problem = typeof subject === 'string' ? subject : checkWords(type, reason, action);
     if (typeof subject === 'string' || problem !== undefined) {
-      this.drop('invalid', problem ?? 'invalid event');
+      this.#drop('invalid', problem ?? 'invalid event');
       return;
     }
     const note = truncateNote(message);
     const now = Date.now();
     const key = JSON.stringify([subject.objectKey, type, reason, action, note]);
 
-    const existing = this.series.get(key);
+    const existing = this.#series.get(key);
     if (
       existing &&
       existing.state !== 'abandoned' &&
-      now - existing.lastObservedAt <= this.correlationWindowMs
+      now - existing.lastObservedAt <= this.#correlationWindowMs
     ) {
       existing.count++;
       existing.lastObservedAt = now;
-      this.stats.correlated++;
+      this.#stats.correlated++;
       // A queued create or update sends the count as it is when it goes out.
       if (existing.state === 'pending' || existing.updateQueued) return;
       // Over the object's budget the repeat stays counted and rides on the next allowed write.
-      if (!this.allow(existing.objectKey)) return;
-      this.push({ kind: 'update', series: existing });
+      if (!this.#allow(existing.objectKey)) return;
+      this.#push({ kind: 'update', series: existing });
       return;
     }
 
-    if (!this.allow(subject.objectKey)) {
-      this.drop(
+    if (!this.#allow(subject.objectKey)) {
+      this.#drop(
         'spam',
-        `${subject.reference.kind} ${subject.namespace}/${subject.name} exceeded its event budget (burst ${this.perObjectBurst})`,
+        `${subject.reference.kind} ${subject.namespace}/${subject.name} exceeded its event budget (burst ${this.#perObjectBurst})`,
       );
       return;
     }
@@ -307,7 +307,7 @@ export class EventRecorder {
       key,
       objectKey: subject.objectKey,
       namespace: subject.namespace,
-      name: this.eventName(subject.name),
+      name: this.#eventName(subject.name),
       event: {
         eventTime: new V1MicroTime(now),
         type,
@@ -324,115 +324,115 @@ export class EventRecorder {
       state: 'pending',
       updateQueued: false,
     };
-    this.series.set(key, series);
-    this.push({ kind: 'create', series });
+    this.#series.set(key, series);
+    this.#push({ kind: 'create', series });
   }
 
   /** The per-object spam filter (client-go keys it by source and involved object). */
-  private allow(objectKey: string): boolean {
-    let bucket = this.spam.get(objectKey);
+  #allow(objectKey: string): boolean {
+    let bucket = this.#spam.get(objectKey);
     if (!bucket) {
-      bucket = new TokenBucket({ ratePerSecond: this.perObjectQps, burst: this.perObjectBurst });
-      this.spam.set(objectKey, bucket);
+      bucket = new TokenBucket({ ratePerSecond: this.#perObjectQps, burst: this.#perObjectBurst });
+      this.#spam.set(objectKey, bucket);
     }
     return bucket.tryTake();
   }
 
-  private push(job: Job): void {
+  #push(job: Job): void {
     if (job.kind === 'update') job.series.updateQueued = true;
-    if (this.queue.length >= this.maxPending) {
-      const oldest = this.queue.shift();
-      if (oldest) this.abandon(oldest);
-      this.drop('overflow', `more than ${this.maxPending} events waiting; dropped the oldest`);
+    if (this.#queue.length >= this.#maxPending) {
+      const oldest = this.#queue.shift();
+      if (oldest) this.#abandon(oldest);
+      this.#drop('overflow', `more than ${this.#maxPending} events waiting; dropped the oldest`);
     }
-    this.queue.push(job);
+    this.#queue.push(job);
     // Started on a later tick: record() itself does nothing but enqueue.
-    this.worker ??= Promise.resolve()
-      .then(() => this.pump())
+    this.#worker ??= Promise.resolve()
+      .then(() => this.#pump())
       .catch((error: unknown) => {
-        this.log.error({ err: error }, 'the event loop failed; events are no longer sent');
+        this.#log.error({ err: error }, 'the event loop failed; events are no longer sent');
       });
-    this.wake?.();
+    this.#wake?.();
   }
 
   /** Forgets a dropped job so that the next identical event starts afresh. */
-  private abandon(job: Job): void {
+  #abandon(job: Job): void {
     if (job.kind === 'update') {
       job.series.updateQueued = false;
       return;
     }
     job.series.state = 'abandoned';
-    if (this.series.peek(job.series.key) === job.series) this.series.delete(job.series.key);
+    if (this.#series.peek(job.series.key) === job.series) this.#series.delete(job.series.key);
   }
 
-  private drop(reason: DropReason, message: string): void {
-    this.stats.droppedBy[reason]++;
-    this.throttle.warn(
+  #drop(reason: DropReason, message: string): void {
+    this.#stats.droppedBy[reason]++;
+    this.#throttle.warn(
       `drop:${reason}`,
-      { reason, dropped: this.stats.droppedBy[reason] },
+      { reason, dropped: this.#stats.droppedBy[reason] },
       message,
     );
   }
 
-  private idle(): boolean {
-    return this.queue.length === 0 && !this.busy;
+  #idle(): boolean {
+    return this.#queue.length === 0 && !this.#busy;
   }
 
-  private releaseDrainWaiters(): void {
-    const waiters = this.drainWaiters.splice(0);
+  #releaseDrainWaiters(): void {
+    const waiters = this.#drainWaiters.splice(0);
     for (const waiter of waiters) waiter();
   }
 
-  private async pump(): Promise<void> {
-    const stop = this.stopController.signal;
+  async #pump(): Promise<void> {
+    const stop = this.#stopController.signal;
     while (!stop.aborted) {
-      if (this.queue.length === 0) {
-        this.releaseDrainWaiters();
+      if (this.#queue.length === 0) {
+        this.#releaseDrainWaiters();
         await new Promise<void>((resolve) => {
-          this.wake = resolve;
+          this.#wake = resolve;
         });
-        this.wake = undefined;
+        this.#wake = undefined;
         continue;
       }
-      const wait = this.bucket.delayMs();
+      const wait = this.#bucket.delayMs();
       if (wait > 0) {
         await sleep(wait, stop);
         continue;
       }
-      const job = this.queue.shift();
-      if (!job || !this.bucket.tryTake()) continue;
-      this.busy = true;
+      const job = this.#queue.shift();
+      if (!job || !this.#bucket.tryTake()) continue;
+      this.#busy = true;
       try {
-        await this.send(job, stop);
+        await this.#send(job, stop);
       } finally {
-        this.busy = false;
+        this.#busy = false;
       }
     }
   }
 
-  private async send(job: Job, stop: AbortSignal): Promise<void> {
+  async #send(job: Job, stop: AbortSignal): Promise<void> {
     const { series } = job;
-    const signal = AbortSignal.any([stop, AbortSignal.timeout(this.requestTimeoutMs)]);
+    const signal = AbortSignal.any([stop, AbortSignal.timeout(this.#requestTimeoutMs)]);
     if (job.kind === 'update') {
       series.updateQueued = false;
       if (series.count <= series.sentCount) return;
       const count = series.count;
       try {
-        await this.sink.patchSeries(series.namespace, series.name, seriesOf(series), signal);
+        await this.#sink.patchSeries(series.namespace, series.name, seriesOf(series), signal);
         series.sentCount = count;
-        this.stats.sent++;
+        this.#stats.sent++;
         return;
       } catch (error) {
         // The Event expired (the API server's --event-ttl, 1 h by default) or was deleted.
         if (statusCodeOf(error) !== 404) {
-          return this.failed(error, series, 'update');
+          return this.#failed(error, series, 'update');
         }
-        series.name = this.eventName(series.event.regarding?.name ?? 'object');
+        series.name = this.#eventName(series.event.regarding?.name ?? 'object');
       }
     }
     const count = series.count;
     try {
-      await this.sink.create(
+      await this.#sink.create(
         series.namespace,
         {
           ...series.event,
@@ -443,34 +443,34 @@ export class EventRecorder {
       );
       series.sentCount = count;
       series.state = 'created';
-      this.stats.sent++;
+      this.#stats.sent++;
       // Repeats that arrived while the create was on its way.
-      if (series.count > count && !series.updateQueued) this.push({ kind: 'update', series });
+      if (series.count > count && !series.updateQueued) this.#push({ kind: 'update', series });
     } catch (error) {
       series.state = 'abandoned';
-      if (this.series.peek(series.key) === series) this.series.delete(series.key);
-      this.failed(error, series, 'create');
+      if (this.#series.peek(series.key) === series) this.#series.delete(series.key);
+      this.#failed(error, series, 'create');
     }
   }
 
-  private failed(error: unknown, series: Series, operation: string): void {
-    this.stats.failed++;
+  #failed(error: unknown, series: Series, operation: string): void {
+    this.#stats.failed++;
     const status = statusCodeOf(error);
-    this.throttle.warn(
+    this.#throttle.warn(
       `failed:${operation}:${status ?? 'network'}`,
       {
         status,
         namespace: series.namespace,
         reason: series.event.reason,
-        failed: this.stats.failed,
+        failed: this.#stats.failed,
       },
       `could not ${operation} an event: ${describeKubeError(error)}; dropped`,
     );
   }
 
   /** client-go's name: `<object>.<unix nanoseconds in hex>`, unique within this process. */
-  private eventName(objectName: string): string {
-    const nanos = BigInt(Date.now()) * 1_000_000n + BigInt(this.sequence++ % 1_000_000);
+  #eventName(objectName: string): string {
+    const nanos = BigInt(Date.now()) * 1_000_000n + BigInt(this.#sequence++ % 1_000_000);
     const suffix = `.${nanos.toString(16)}`;
     return objectName.slice(0, NAME_MAX_LENGTH - suffix.length) + suffix;
   }
@@ -557,38 +557,38 @@ export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
 
 /** A Map that forgets its least recently used entry beyond `capacity`. */
 class LruMap<K, V> {
-  private readonly map = new Map<K, V>();
-  private readonly capacity: number;
+  readonly #map = new Map<K, V>();
+  readonly #capacity: number;
 
   constructor(capacity: number) {
-    this.capacity = capacity;
+    this.#capacity = capacity;
   }
 
   get(key: K): V | undefined {
-    const value = this.map.get(key);
+    const value = this.#map.get(key);
     if (value !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, value);
+      this.#map.delete(key);
+      this.#map.set(key, value);
     }
     return value;
   }
 
   /** Reads without refreshing the entry's recency. */
   peek(key: K): V | undefined {
-    return this.map.get(key);
+    return this.#map.get(key);
   }
 
   set(key: K, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size > this.capacity) {
-      const oldest = this.map.keys().next();
-      if (!oldest.done) this.map.delete(oldest.value);
+    this.#map.delete(key);
+    this.#map.set(key, value);
+    if (this.#map.size > this.#capacity) {
+      const oldest = this.#map.keys().next();
+      if (!oldest.done) this.#map.delete(oldest.value);
     }
   }
 
   delete(key: K): void {
-    this.map.delete(key);
+    this.#map.delete(key);
   }
 }
 
@@ -598,22 +598,22 @@ class LruMap<K, V> {
  * every event into a log line.
  */
 class LogThrottle {
-  private readonly log: Logger;
-  private readonly last = new Map<string, { at: number; suppressed: number }>();
+  readonly #log: Logger;
+  readonly #last = new Map<string, { at: number; suppressed: number }>();
 
   constructor(log: Logger) {
-    this.log = log;
+    this.#log = log;
   }
 
   warn(kind: string, fields: Record<string, unknown>, message: string): void {
     const now = Date.now();
-    const entry = this.last.get(kind);
+    const entry = this.#last.get(kind);
     if (entry && now - entry.at < LOG_INTERVAL_MS) {
       entry.suppressed++;
-      this.log.debug(fields, message);
+      this.#log.debug(fields, message);
       return;
     }
-    this.last.set(kind, { at: now, suppressed: 0 });
-    this.log.warn({ ...fields, suppressedSinceLast: entry?.suppressed ?? 0 }, message);
+    this.#last.set(kind, { at: now, suppressed: 0 });
+    this.#log.warn({ ...fields, suppressedSinceLast: entry?.suppressed ?? 0 }, message);
   }
 }

@@ -82,52 +82,54 @@ export type InformerOptions<T> = InformerCommonOptions<T> &
  * what `get`, `list` and the handlers return as read-only.
  */
 export class Informer<T extends KubeObject> {
-  private readonly listWatch: ListWatch;
+  readonly #listWatch: ListWatch;
   /** `plural.group`, for logs and errors. */
-  private readonly resource: string;
-  private readonly parse: (raw: unknown) => T | undefined;
-  private readonly log: Logger;
-  private readonly resyncPeriodMs: number;
-  private readonly watchTimeoutSeconds: number | undefined;
-  private readonly inactivityTimeoutMs: number;
-  private readonly pageSize: number;
-  private readonly backoff: Backoff;
-  private readonly random: () => number;
+  readonly #resource: string;
+  readonly #parse: (raw: unknown) => T | undefined;
+  readonly #log: Logger;
+  readonly #resyncPeriodMs: number;
+  readonly #watchTimeoutSeconds: number | undefined;
+  readonly #inactivityTimeoutMs: number;
+  readonly #pageSize: number;
+  readonly #backoff: Backoff;
+  readonly #random: () => number;
 
-  private cache = new Map<string, T>();
+  #cache = new Map<string, T>();
   /** Keys whose current version failed `parse`, so each is logged once, not on every event. */
-  private rejected = new Set<string>();
-  private readonly handlers = new Set<InformerEventHandler<T>>();
-  private resourceVersion = '';
-  private synced = false;
-  private syncWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
-  private started = false;
-  private stopped = false;
-  private readonly stopping = new AbortController();
-  private currentWatch: AbortController | undefined;
-  private resyncTimer: ReturnType<typeof setInterval> | undefined;
-  private lastActivityAt = 0;
-  private running: Promise<void> = Promise.resolve();
+  #rejected = new Set<string>();
+  readonly #handlers = new Set<InformerEventHandler<T>>();
+  #resourceVersion = '';
+  #synced = false;
+  #syncWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  #started = false;
+  #stopped = false;
+  readonly #stopping = new AbortController();
+  #currentWatch: AbortController | undefined;
+  #resyncTimer: ReturnType<typeof setInterval> | undefined;
+  #lastActivityAt = 0;
+  #running: Promise<void> = Promise.resolve();
 
   constructor(options: InformerOptions<T>) {
     const { group, version, plural } = options;
     const namespace = options.namespace || undefined;
-    this.parse = options.parse;
-    this.resyncPeriodMs = options.resyncPeriodMs ?? DEFAULT_RESYNC_PERIOD_MS;
-    this.watchTimeoutSeconds = options.watchTimeoutSeconds;
-    this.inactivityTimeoutMs = options.inactivityTimeoutMs ?? DEFAULT_INACTIVITY_TIMEOUT_MS;
-    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-    this.random = options.backoff?.random ?? Math.random;
-    this.backoff = new Backoff(options.backoff);
-    if (!(this.inactivityTimeoutMs > 0)) {
-      throw new RangeError(`inactivityTimeoutMs must be positive, got ${this.inactivityTimeoutMs}`);
+    this.#parse = options.parse;
+    this.#resyncPeriodMs = options.resyncPeriodMs ?? DEFAULT_RESYNC_PERIOD_MS;
+    this.#watchTimeoutSeconds = options.watchTimeoutSeconds;
+    this.#inactivityTimeoutMs = options.inactivityTimeoutMs ?? DEFAULT_INACTIVITY_TIMEOUT_MS;
+    this.#pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    this.#random = options.backoff?.random ?? Math.random;
+    this.#backoff = new Backoff(options.backoff);
+    if (!(this.#inactivityTimeoutMs > 0)) {
+      throw new RangeError(
+        `inactivityTimeoutMs must be positive, got ${this.#inactivityTimeoutMs}`,
+      );
     }
-    this.resource = `${plural}.${group}`;
-    this.log = options.logger.child({
-      resource: this.resource,
+    this.#resource = `${plural}.${group}`;
+    this.#log = options.logger.child({
+      resource: this.#resource,
       ...(namespace ? { watchNamespace: namespace } : {}),
     });
-    this.listWatch =
+    this.#listWatch =
       options.listWatch ??
       new KubeListWatch(options.kubeConfig, {
         group,
@@ -135,7 +137,7 @@ export class Informer<T extends KubeObject> {
         plural,
         namespace,
         // Above the watchdog, so the watchdog decides; see KubeListWatchOptions.
-        requestTimeoutMs: this.inactivityTimeoutMs + 30_000,
+        requestTimeoutMs: this.#inactivityTimeoutMs + 30_000,
       });
   }
 
@@ -145,20 +147,20 @@ export class Informer<T extends KubeObject> {
    * do not miss existing objects.
    */
   addEventHandler(handler: InformerEventHandler<T>): () => void {
-    this.handlers.add(handler);
-    if (this.synced && handler.onAdd) {
-      for (const object of this.cache.values()) this.call(handler, { type: 'add', object });
+    this.#handlers.add(handler);
+    if (this.#synced && handler.onAdd) {
+      for (const object of this.#cache.values()) this.#call(handler, { type: 'add', object });
     }
     return () => {
-      this.handlers.delete(handler);
+      this.#handlers.delete(handler);
     };
   }
 
   /** Starts listing and watching in the background. Calling it again, or after `stop()`, does nothing. */
   start(): void {
-    if (this.started || this.stopped) return;
-    this.started = true;
-    this.running = this.run();
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    this.#running = this.#run();
   }
 
   /**
@@ -167,34 +169,34 @@ export class Informer<T extends KubeObject> {
    * returns.
    */
   stop(): Promise<void> {
-    if (!this.stopped) {
-      this.stopped = true;
-      this.stopping.abort();
-      this.currentWatch?.abort();
-      if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer);
-      this.resyncTimer = undefined;
-      const waiters = this.syncWaiters;
-      this.syncWaiters = [];
+    if (!this.#stopped) {
+      this.#stopped = true;
+      this.#stopping.abort();
+      this.#currentWatch?.abort();
+      if (this.#resyncTimer !== undefined) clearInterval(this.#resyncTimer);
+      this.#resyncTimer = undefined;
+      const waiters = this.#syncWaiters;
+      this.#syncWaiters = [];
       for (const waiter of waiters)
-        waiter.reject(new Error(`${this.describe()} stopped before it synced`));
+        waiter.reject(new Error(`${this.#describe()} stopped before it synced`));
     }
-    return this.running;
+    return this.#running;
   }
 
   /** True once the first complete list has been delivered to the handlers. */
   hasSynced(): boolean {
-    return this.synced;
+    return this.#synced;
   }
 
   /** Resolves once synced; rejects if `signal` aborts or the informer stops first. */
   waitForSync(signal?: AbortSignal): Promise<void> {
-    if (this.synced) return Promise.resolve();
-    if (this.stopped)
-      return Promise.reject(new Error(`${this.describe()} stopped before it synced`));
+    if (this.#synced) return Promise.resolve();
+    if (this.#stopped)
+      return Promise.reject(new Error(`${this.#describe()} stopped before it synced`));
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
-        this.syncWaiters = this.syncWaiters.filter((waiter) => waiter !== entry);
+        this.#syncWaiters = this.#syncWaiters.filter((waiter) => waiter !== entry);
         reject(signal?.reason);
       };
       const entry = {
@@ -207,27 +209,27 @@ export class Informer<T extends KubeObject> {
           reject(error);
         },
       };
-      this.syncWaiters.push(entry);
+      this.#syncWaiters.push(entry);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   /** The cached object for `namespace/name` (or `name` if cluster-scoped). Do not mutate it. */
   get(key: string): T | undefined {
-    return this.cache.get(key);
+    return this.#cache.get(key);
   }
 
   /** A snapshot array of the cached objects. Do not mutate them. */
   list(): T[] {
-    return [...this.cache.values()];
+    return [...this.#cache.values()];
   }
 
   keys(): string[] {
-    return [...this.cache.keys()];
+    return [...this.#cache.keys()];
   }
 
   get size(): number {
-    return this.cache.size;
+    return this.#cache.size;
   }
 
   /**
@@ -235,7 +237,7 @@ export class Informer<T extends KubeObject> {
    * included), in epoch milliseconds; 0 before the first response. For health checks.
    */
   lastActivity(): number {
-    return this.lastActivityAt;
+    return this.#lastActivityAt;
   }
 
   /**
@@ -243,45 +245,45 @@ export class Informer<T extends KubeObject> {
    * backoff. For tests and for health checks that find the informer stale.
    */
   restartWatch(): void {
-    this.currentWatch?.abort();
+    this.#currentWatch?.abort();
   }
 
-  private describe(): string {
-    return `informer for ${this.resource}`;
+  #describe(): string {
+    return `informer for ${this.#resource}`;
   }
 
-  private async run(): Promise<void> {
+  async #run(): Promise<void> {
     let needsList = true;
-    while (!this.stopped) {
+    while (!this.#stopped) {
       try {
         if (needsList) {
-          await this.relist();
+          await this.#relist();
           needsList = false;
           continue;
         }
-        const ending = await this.watchOnce();
+        const ending = await this.#watchOnce();
         if (ending === 'quiet') {
-          await this.retryDelay('the watch ended without any event', undefined, 'info');
+          await this.#retryDelay('the watch ended without any event', undefined, 'info');
         }
       } catch (error) {
-        if (this.stopped) break;
+        if (this.#stopped) break;
         if (isExpired(error)) {
           needsList = true;
           // Expected after long disconnects or compaction: no stack trace, just the server's word.
-          this.log.info(
+          this.#log.info(
             { status: 410, reason: error instanceof Error ? error.message : String(error) },
             'resourceVersion expired (410 Gone); relisting and reporting differences',
           );
-          await this.retryDelay();
+          await this.#retryDelay();
         } else {
-          await this.retryDelay(needsList ? 'list failed' : 'watch failed', error);
+          await this.#retryDelay(needsList ? 'list failed' : 'watch failed', error);
         }
       }
     }
   }
 
   /** Lists every page, replaces the cache and reports the differences. */
-  private async relist(): Promise<void> {
+  async #relist(): Promise<void> {
     const listed = new Map<string, T>();
     const rejected = new Set<string>();
     let continueToken: string | undefined;
@@ -289,39 +291,43 @@ export class Informer<T extends KubeObject> {
     let pages = 0;
     do {
       const page = await unlessAborted(
-        this.listWatch.list({ limit: this.pageSize, continueToken, signal: this.stopping.signal }),
-        this.stopping.signal,
+        this.#listWatch.list({
+          limit: this.#pageSize,
+          continueToken,
+          signal: this.#stopping.signal,
+        }),
+        this.#stopping.signal,
       );
-      if (page === undefined || this.stopped) return;
-      this.lastActivityAt = Date.now();
+      if (page === undefined || this.#stopped) return;
+      this.#lastActivityAt = Date.now();
       pages += 1;
       for (const raw of page.items) {
-        const { key, object } = this.decode(raw, rejected);
+        const { key, object } = this.#decode(raw, rejected);
         if (key !== undefined && object !== undefined) listed.set(key, object);
       }
       resourceVersion = page.resourceVersion;
       continueToken = page.continueToken;
     } while (continueToken !== undefined);
 
-    const changes = diffCache(this.cache, listed);
-    this.cache = listed;
-    this.rejected = rejected;
-    this.resourceVersion = resourceVersion;
-    for (const change of changes) this.emit(change);
+    const changes = diffCache(this.#cache, listed);
+    this.#cache = listed;
+    this.#rejected = rejected;
+    this.#resourceVersion = resourceVersion;
+    for (const change of changes) this.#emit(change);
 
     const fields = { objects: listed.size, pages, resourceVersion };
-    if (this.synced) {
-      this.log.info({ ...fields, changes: changes.length }, 'relisted');
+    if (this.#synced) {
+      this.#log.info({ ...fields, changes: changes.length }, 'relisted');
       return;
     }
-    this.synced = true;
-    this.log.info(fields, 'synced');
-    const waiters = this.syncWaiters;
-    this.syncWaiters = [];
+    this.#synced = true;
+    this.#log.info(fields, 'synced');
+    const waiters = this.#syncWaiters;
+    this.#syncWaiters = [];
     for (const waiter of waiters) waiter.resolve();
-    if (this.resyncPeriodMs > 0) {
-      this.resyncTimer = setInterval(() => this.resync(), this.resyncPeriodMs);
-      this.resyncTimer.unref();
+    if (this.#resyncPeriodMs > 0) {
+      this.#resyncTimer = setInterval(() => this.#resync(), this.#resyncPeriodMs);
+      this.#resyncTimer.unref();
     }
   }
 
@@ -330,9 +336,9 @@ export class Informer<T extends KubeObject> {
    * watch that delivered events, 'quiet' when it closed one that delivered none, 'restarted'
    * when the watchdog or `restartWatch` ended it; rejects on errors, including 410.
    */
-  private async watchOnce(): Promise<'ended' | 'quiet' | 'restarted'> {
+  async #watchOnce(): Promise<'ended' | 'quiet' | 'restarted'> {
     const connection = new AbortController();
-    this.currentWatch = connection;
+    this.#currentWatch = connection;
     let events = 0;
     let lastEventAt = Date.now();
     let watchdog: ReturnType<typeof setTimeout> | undefined;
@@ -341,73 +347,73 @@ export class Informer<T extends KubeObject> {
     const arm = (delayMs: number): void => {
       watchdog = setTimeout(() => {
         const idleMs = Date.now() - lastEventAt;
-        if (idleMs < this.inactivityTimeoutMs) {
-          arm(this.inactivityTimeoutMs - idleMs);
+        if (idleMs < this.#inactivityTimeoutMs) {
+          arm(this.#inactivityTimeoutMs - idleMs);
           return;
         }
-        this.log.info(
-          { idleMs, resourceVersion: this.resourceVersion },
+        this.#log.info(
+          { idleMs, resourceVersion: this.#resourceVersion },
           'watch delivered nothing, not even a bookmark; restarting it',
         );
         connection.abort();
       }, delayMs);
       watchdog.unref();
     };
-    arm(this.inactivityTimeoutMs);
-    const timeoutSeconds = this.watchTimeoutSeconds ?? Math.floor(300 + this.random() * 300);
-    this.log.debug({ resourceVersion: this.resourceVersion, timeoutSeconds }, 'watching');
+    arm(this.#inactivityTimeoutMs);
+    const timeoutSeconds = this.#watchTimeoutSeconds ?? Math.floor(300 + this.#random() * 300);
+    this.#log.debug({ resourceVersion: this.#resourceVersion, timeoutSeconds }, 'watching');
     try {
-      await this.listWatch.watch(
-        { resourceVersion: this.resourceVersion, timeoutSeconds, signal: connection.signal },
+      await this.#listWatch.watch(
+        { resourceVersion: this.#resourceVersion, timeoutSeconds, signal: connection.signal },
         (event) => {
           if (connection.signal.aborted) return;
           events += 1;
           lastEventAt = Date.now();
-          this.lastActivityAt = lastEventAt;
-          this.backoff.reset();
-          this.apply(event);
+          this.#lastActivityAt = lastEventAt;
+          this.#backoff.reset();
+          this.#apply(event);
         },
       );
     } finally {
       clearTimeout(watchdog);
-      if (this.currentWatch === connection) this.currentWatch = undefined;
+      if (this.#currentWatch === connection) this.#currentWatch = undefined;
     }
     if (connection.signal.aborted) return 'restarted';
-    this.log.debug({ events, resourceVersion: this.resourceVersion }, 'watch ended');
+    this.#log.debug({ events, resourceVersion: this.#resourceVersion }, 'watch ended');
     return events > 0 ? 'ended' : 'quiet';
   }
 
   /** Applies one watch event to the cache and reports the change. */
-  private apply(event: WatchEvent): void {
+  #apply(event: WatchEvent): void {
     const resourceVersion = resourceVersionOf(event.object);
     if (event.type !== 'BOOKMARK') {
-      const { key, object } = this.decode(event.object, this.rejected);
+      const { key, object } = this.#decode(event.object, this.#rejected);
       if (key !== undefined) {
-        const old = this.cache.get(key);
+        const old = this.#cache.get(key);
         const changes = watchEventChanges(event.type, old, object);
         if (event.type === 'DELETED' || object === undefined) {
-          this.cache.delete(key);
-          if (event.type === 'DELETED') this.rejected.delete(key);
+          this.#cache.delete(key);
+          if (event.type === 'DELETED') this.#rejected.delete(key);
         } else {
-          this.cache.set(key, object);
+          this.#cache.set(key, object);
         }
-        for (const change of changes) this.emit(change);
+        for (const change of changes) this.#emit(change);
       }
     }
     // Only after the event is applied: a watch resumed from here must not skip it.
-    if (resourceVersion !== undefined) this.resourceVersion = resourceVersion;
+    if (resourceVersion !== undefined) this.#resourceVersion = resourceVersion;
   }
 
   /**
    * Strips managedFields and parses a raw object. Returns its key even when parsing fails, so a
    * cached object that no longer parses can be dropped; logs a rejected key once.
    */
-  private decode(raw: unknown, rejected: Set<string>): { key?: string; object?: T } {
+  #decode(raw: unknown, rejected: Set<string>): { key?: string; object?: T } {
     stripManagedFields(raw);
     let object: T | undefined;
     let failure: string | undefined;
     try {
-      object = this.parse(raw);
+      object = this.#parse(raw);
     } catch (error) {
       failure = error instanceof Error ? error.message : String(error);
     }
@@ -420,8 +426,8 @@ export class Informer<T extends KubeObject> {
       return { key, object };
     }
     const logKey = key ?? '';
-    if (!rejected.has(logKey) && !this.rejected.has(logKey)) {
-      this.log.warn(
+    if (!rejected.has(logKey) && !this.#rejected.has(logKey)) {
+      this.#log.warn(
         {
           namespace,
           name,
@@ -435,30 +441,30 @@ export class Informer<T extends KubeObject> {
     return key === undefined ? {} : { key };
   }
 
-  private resync(): void {
-    if (this.stopped) return;
-    for (const object of this.cache.values()) {
-      for (const handler of this.handlers) {
-        if (handler.onResync) this.invoke(() => handler.onResync?.(object), 'onResync', object);
+  #resync(): void {
+    if (this.#stopped) return;
+    for (const object of this.#cache.values()) {
+      for (const handler of this.#handlers) {
+        if (handler.onResync) this.#invoke(() => handler.onResync?.(object), 'onResync', object);
       }
     }
   }
 
-  private emit(change: CacheChange<T>): void {
+  #emit(change: CacheChange<T>): void {
     // A handler may stop the informer halfway through a relist's changes.
-    if (this.stopped) return;
-    for (const handler of this.handlers) this.call(handler, change);
+    if (this.#stopped) return;
+    for (const handler of this.#handlers) this.#call(handler, change);
   }
 
-  private call(handler: InformerEventHandler<T>, change: CacheChange<T>): void {
+  #call(handler: InformerEventHandler<T>, change: CacheChange<T>): void {
     switch (change.type) {
       case 'add':
         if (handler.onAdd)
-          this.invoke(() => handler.onAdd?.(change.object), 'onAdd', change.object);
+          this.#invoke(() => handler.onAdd?.(change.object), 'onAdd', change.object);
         return;
       case 'update':
         if (handler.onUpdate) {
-          this.invoke(
+          this.#invoke(
             () => handler.onUpdate?.(change.old, change.object),
             'onUpdate',
             change.object,
@@ -467,38 +473,34 @@ export class Informer<T extends KubeObject> {
         return;
       case 'delete':
         if (handler.onDelete) {
-          this.invoke(() => handler.onDelete?.(change.object), 'onDelete', change.object);
+          this.#invoke(() => handler.onDelete?.(change.object), 'onDelete', change.object);
         }
         return;
     }
   }
 
-  private invoke(callback: () => void, which: string, object: T): void {
+  #invoke(callback: () => void, which: string, object: T): void {
     try {
       callback();
     } catch (error) {
       const { namespace, name } = object.metadata;
-      this.log.error({ err: error, handler: which, namespace, name }, 'event handler threw');
+      this.#log.error({ err: error, handler: which, namespace, name }, 'event handler threw');
     }
   }
 
   /** Waits out the next backoff delay, logging why (unless `why` is omitted). */
-  private async retryDelay(
-    why?: string,
-    error?: unknown,
-    level: 'info' | 'warn' = 'warn',
-  ): Promise<void> {
-    const delayMs = this.backoff.next();
+  async #retryDelay(why?: string, error?: unknown, level: 'info' | 'warn' = 'warn'): Promise<void> {
+    const delayMs = this.#backoff.next();
     if (why !== undefined) {
       const fields = {
         ...(error === undefined ? {} : { err: error, status: statusCodeOf(error) }),
-        attempt: this.backoff.attempts,
+        attempt: this.#backoff.attempts,
         retryInMs: delayMs,
-        resourceVersion: this.resourceVersion,
+        resourceVersion: this.#resourceVersion,
       };
-      this.log[level](fields, `${why}; retrying`);
+      this.#log[level](fields, `${why}; retrying`);
     }
-    await sleep(delayMs, this.stopping.signal, { unref: true });
+    await sleep(delayMs, this.#stopping.signal, { unref: true });
   }
 }
 

@@ -75,25 +75,25 @@ export interface KubeListWatchOptions extends CustomResourceRef {
 
 /** `ListWatch` for one custom resource, over client-node's `CustomObjectsApi` and `Watch`. */
 export class KubeListWatch implements ListWatch {
-  private readonly api: CustomObjectsApi;
-  private readonly watcher: Watch;
-  private readonly ref: CustomResourceRef;
-  private readonly path: string;
+  readonly #api: CustomObjectsApi;
+  readonly #watcher: Watch;
+  readonly #ref: CustomResourceRef;
+  readonly #path: string;
 
   constructor(kubeConfig: KubeConfig, options: KubeListWatchOptions) {
-    this.api = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.watcher = new Watch(kubeConfig);
+    this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#watcher = new Watch(kubeConfig);
     // Public at runtime, private only in client-node's type declarations.
-    Reflect.set(this.watcher, 'requestTimeoutMs', options.requestTimeoutMs);
-    this.ref = options;
+    Reflect.set(this.#watcher, 'requestTimeoutMs', options.requestTimeoutMs);
+    this.#ref = options;
     const { group, version, plural, namespace } = options;
-    this.path = namespace
+    this.#path = namespace
       ? `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}`
       : `/apis/${group}/${version}/${plural}`;
   }
 
   async list(options: ListOptions): Promise<ListPage> {
-    const { group, version, plural, namespace } = this.ref;
+    const { group, version, plural, namespace } = this.#ref;
     const page = {
       group,
       version,
@@ -105,12 +105,12 @@ export class KubeListWatch implements ListWatch {
     let body: unknown;
     try {
       body = namespace
-        ? await this.api.listNamespacedCustomObject({ ...page, namespace }, config)
-        : await this.api.listClusterCustomObject(page, config);
+        ? await this.#api.listNamespacedCustomObject({ ...page, namespace }, config)
+        : await this.#api.listClusterCustomObject(page, config);
     } catch (error) {
-      throw toKubeApiError(error, `list ${this.path}`);
+      throw toKubeApiError(error, `list ${this.#path}`);
     }
-    return parseListPage(body, this.path);
+    return parseListPage(body, this.#path);
   }
 
   watch(options: WatchOptions, onEvent: (event: WatchEvent) => void): Promise<void> {
@@ -140,7 +140,7 @@ export class KubeListWatch implements ListWatch {
         // from the last resourceVersion it saw, so dropping them loses nothing.
         if (settled) return;
         if (type === 'ERROR') {
-          finish(statusEventError(object, this.path));
+          finish(statusEventError(object, this.#path));
           return;
         }
         if (!isWatchEventType(type)) return;
@@ -151,14 +151,14 @@ export class KubeListWatch implements ListWatch {
         }
       };
       const onDone = (error: unknown): void => {
-        finish(error ? toKubeApiError(error, `watch ${this.path}`) : undefined);
+        finish(error ? toKubeApiError(error, `watch ${this.#path}`) : undefined);
       };
-      this.watcher.watch(this.path, query, onLine, onDone).then(
+      this.#watcher.watch(this.#path, query, onLine, onDone).then(
         (controller) => {
           connection = controller;
           if (settled) controller.abort();
         },
-        (error: unknown) => finish(toKubeApiError(error, `watch ${this.path}`)),
+        (error: unknown) => finish(toKubeApiError(error, `watch ${this.#path}`)),
       );
     });
   }

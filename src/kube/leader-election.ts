@@ -155,41 +155,41 @@ export class LeaderElector {
   readonly renewDeadlineMs: number;
   readonly retryPeriodMs: number;
 
-  private readonly options: LeaderElectorOptions;
-  private readonly api: CoordinationV1Api;
-  private readonly log: Logger;
-  private readonly leaseDurationSeconds: number;
-  private readonly stopController = new AbortController();
-  private releaseOnStop: boolean;
-  private running: Promise<void> | undefined;
+  readonly #options: LeaderElectorOptions;
+  readonly #api: CoordinationV1Api;
+  readonly #log: Logger;
+  readonly #leaseDurationSeconds: number;
+  readonly #stopController = new AbortController();
+  #releaseOnStop: boolean;
+  #running: Promise<void> | undefined;
   /** Aborted when the current term of leadership ends; undefined while not leading. */
-  private term: AbortController | undefined;
+  #term: AbortController | undefined;
   /** Monotonic time of the last renewal we know reached the server (when it was sent). */
-  private lastRenewal = 0;
+  #lastRenewal = 0;
   /** The Lease as last read or written: the resourceVersion for the next write. */
-  private lease: V1Lease | undefined;
-  private observed: LeaseRecord | undefined;
-  private observedAt = 0;
-  private reportedLeader: string | undefined;
-  private lastError: { message: string; at: number } | undefined;
+  #lease: V1Lease | undefined;
+  #observed: LeaseRecord | undefined;
+  #observedAt = 0;
+  #reportedLeader: string | undefined;
+  #lastError: { message: string; at: number } | undefined;
 
   constructor(options: LeaderElectorOptions) {
-    this.options = options;
+    this.#options = options;
     this.namespace = options.namespace;
     this.name = options.name;
     this.identity = options.identity ?? `${hostname()}_${randomUUID()}`;
     this.leaseDurationMs = options.leaseDurationMs ?? LEADER_ELECTION_DEFAULTS.leaseDurationMs;
     this.renewDeadlineMs = options.renewDeadlineMs ?? LEADER_ELECTION_DEFAULTS.renewDeadlineMs;
     this.retryPeriodMs = options.retryPeriodMs ?? LEADER_ELECTION_DEFAULTS.retryPeriodMs;
-    this.releaseOnStop = options.releaseOnCancel ?? true;
+    this.#releaseOnStop = options.releaseOnCancel ?? true;
     validate(this);
-    this.leaseDurationSeconds = Math.max(1, Math.ceil(this.leaseDurationMs / 1000));
-    this.api = options.kubeConfig.makeApiClient(CoordinationV1Api);
-    this.log = (options.logger ?? silentLogger()).child({
+    this.#leaseDurationSeconds = Math.max(1, Math.ceil(this.leaseDurationMs / 1000));
+    this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#log = (options.logger ?? silentLogger()).child({
       lease: `${this.namespace}/${this.name}`,
       identity: this.identity,
     });
-    this.options.metrics?.setLeader(this.name, false);
+    this.#options.metrics?.setLeader(this.name, false);
   }
 
   /**
@@ -199,15 +199,15 @@ export class LeaderElector {
    */
   isLeader(): boolean {
     return (
-      this.term !== undefined &&
-      !this.term.signal.aborted &&
-      performance.now() - this.lastRenewal < this.renewDeadlineMs
+      this.#term !== undefined &&
+      !this.#term.signal.aborted &&
+      performance.now() - this.#lastRenewal < this.renewDeadlineMs
     );
   }
 
   /** The holder last seen on the Lease, or undefined when it is absent or free. */
   leader(): string | undefined {
-    return this.observed?.holderIdentity || undefined;
+    return this.#observed?.holderIdentity || undefined;
   }
 
   /**
@@ -217,15 +217,15 @@ export class LeaderElector {
    * run() again. Never rejects for API errors: they are logged and retried.
    */
   run(): Promise<void> {
-    if (this.running) {
+    if (this.#running) {
       return Promise.reject(
         new Error(`leader election for lease ${this.namespace}/${this.name} is already running`),
       );
     }
-    const running = this.runTerm().finally(() => {
-      this.running = undefined;
+    const running = this.#runTerm().finally(() => {
+      this.#running = undefined;
     });
-    this.running = running;
+    this.#running = running;
     return running;
   }
 
@@ -235,56 +235,57 @@ export class LeaderElector {
    * the work did not finish: a successor must not start while our work still runs).
    */
   async stop(options: { readonly release?: boolean } = {}): Promise<void> {
-    if (options.release !== undefined) this.releaseOnStop = options.release;
-    this.stopController.abort();
-    await this.running;
+    if (options.release !== undefined) this.#releaseOnStop = options.release;
+    this.#stopController.abort();
+    await this.#running;
   }
 
-  private get stopping(): boolean {
-    return this.stopController.signal.aborted;
+  get #stopping(): boolean {
+    return this.#stopController.signal.aborted;
   }
 
-  private async runTerm(): Promise<void> {
-    if (this.stopping) return;
-    this.log.info('trying to acquire the lease');
-    const acquiredAt = await this.acquire();
+  async #runTerm(): Promise<void> {
+    if (this.#stopping) return;
+    this.#log.info('trying to acquire the lease');
+    const acquiredAt = await this.#acquire();
     if (acquiredAt === undefined) return;
-    if (this.stopping) {
+    if (this.#stopping) {
       // Acquired in the same moment as the stop: hand it straight back, nothing ran.
-      if (this.releaseOnStop) await this.release();
+      if (this.#releaseOnStop) await this.#release();
       return;
     }
-    await this.lead(acquiredAt);
+    await this.#lead(acquiredAt);
   }
 
   /** Resolves with the monotonic time the winning write was sent, or undefined when stopped. */
-  private async acquire(): Promise<number | undefined> {
+  async #acquire(): Promise<number | undefined> {
     for (;;) {
-      if (this.stopping) return undefined;
+      if (this.#stopping) return undefined;
       const sentAt = performance.now();
-      const attempt = await this.tryAcquireOrRenew(false, this.renewDeadlineMs);
+      const attempt = await this.#tryAcquireOrRenew(false, this.renewDeadlineMs);
       if (attempt.kind === 'ok') {
-        this.lastError = undefined;
+        this.#lastError = undefined;
         return sentAt;
       }
-      if (attempt.kind === 'error') this.reportError(attempt);
-      else if (attempt.kind === 'held') this.log.trace({ holder: attempt.holder }, 'lease is held');
-      await this.pause(this.retryPeriodMs * (1 + Math.random() * JITTER_FACTOR));
+      if (attempt.kind === 'error') this.#reportError(attempt);
+      else if (attempt.kind === 'held')
+        this.#log.trace({ holder: attempt.holder }, 'lease is held');
+      await this.#pause(this.retryPeriodMs * (1 + Math.random() * JITTER_FACTOR));
     }
   }
 
-  private async lead(acquiredAt: number): Promise<void> {
+  async #lead(acquiredAt: number): Promise<void> {
     const term = new AbortController();
-    this.lastRenewal = acquiredAt;
-    this.term = term;
-    this.options.metrics?.setLeader(this.name, true);
-    this.log.info('became leader');
-    const work = this.startWork(term);
+    this.#lastRenewal = acquiredAt;
+    this.#term = term;
+    this.#options.metrics?.setLeader(this.name, true);
+    this.#log.info('became leader');
+    const work = this.#startWork(term);
     let ending: { reason: string; handBack: boolean } | undefined;
     while (!ending) {
-      const untilDeadline = this.lastRenewal + this.renewDeadlineMs - performance.now();
-      await this.pause(Math.min(this.retryPeriodMs, Math.max(0, untilDeadline)), term.signal);
-      if (this.stopping) {
+      const untilDeadline = this.#lastRenewal + this.renewDeadlineMs - performance.now();
+      await this.#pause(Math.min(this.retryPeriodMs, Math.max(0, untilDeadline)), term.signal);
+      if (this.#stopping) {
         ending = { reason: 'stopped', handBack: true };
         break;
       }
@@ -292,7 +293,7 @@ export class LeaderElector {
         ending = { reason: 'the work failed', handBack: true };
         break;
       }
-      const budget = this.lastRenewal + this.renewDeadlineMs - performance.now();
+      const budget = this.#lastRenewal + this.renewDeadlineMs - performance.now();
       if (budget <= 0) {
         ending = {
           reason: `could not renew the lease within renewDeadline (${this.renewDeadlineMs} ms)`,
@@ -301,41 +302,41 @@ export class LeaderElector {
         break;
       }
       const sentAt = performance.now();
-      const attempt = await this.tryAcquireOrRenew(true, budget);
+      const attempt = await this.#tryAcquireOrRenew(true, budget);
       if (attempt.kind === 'ok') {
-        this.lastRenewal = sentAt;
-        this.lastError = undefined;
+        this.#lastRenewal = sentAt;
+        this.#lastError = undefined;
       } else if (attempt.kind === 'lost') {
         ending = { reason: attempt.reason, handBack: false };
       } else if (attempt.kind === 'error') {
-        this.reportError(attempt);
+        this.#reportError(attempt);
       }
     }
     term.abort(new Error(`leadership ended: ${ending.reason}`));
-    this.options.metrics?.setLeader(this.name, false);
+    this.#options.metrics?.setLeader(this.name, false);
     // Only a voluntary end hands the Lease back; after a loss it is not ours to release.
     if (ending.handBack) {
-      this.log.info({ reason: ending.reason }, 'stopped leading');
-      await this.releaseAfter(work);
+      this.#log.info({ reason: ending.reason }, 'stopped leading');
+      await this.#releaseAfter(work);
     } else {
-      this.log.error({ reason: ending.reason }, 'lost leadership');
+      this.#log.error({ reason: ending.reason }, 'lost leadership');
     }
-    this.term = undefined;
+    this.#term = undefined;
     try {
-      this.options.onStoppedLeading();
+      this.#options.onStoppedLeading();
     } catch (error) {
-      this.log.error({ err: error }, 'onStoppedLeading threw');
+      this.#log.error({ err: error }, 'onStoppedLeading threw');
     }
   }
 
-  private startWork(term: AbortController): Promise<boolean> {
-    return (async () => this.options.onStartedLeading(term.signal))().then(
+  #startWork(term: AbortController): Promise<boolean> {
+    return (async () => this.#options.onStartedLeading(term.signal))().then(
       () => true,
       (error: unknown) => {
         if (term.signal.aborted) {
-          this.log.debug({ err: error }, 'the work ended with an error after leadership ended');
+          this.#log.debug({ err: error }, 'the work ended with an error after leadership ended');
         } else {
-          this.log.error({ err: error }, 'the work failed while leading; stepping down');
+          this.#log.error({ err: error }, 'the work failed while leading; stepping down');
           term.abort(error);
         }
         return true;
@@ -343,42 +344,42 @@ export class LeaderElector {
     );
   }
 
-  private async releaseAfter(work: Promise<boolean>): Promise<void> {
-    if (!this.releaseOnStop) return;
+  async #releaseAfter(work: Promise<boolean>): Promise<void> {
+    if (!this.#releaseOnStop) return;
     const finished = await Promise.race([work, delay(this.renewDeadlineMs, false, { ref: false })]);
     if (!finished) {
-      this.log.warn(
+      this.#log.warn(
         { waitedMs: this.renewDeadlineMs },
         'the work did not finish after its signal was aborted; not releasing the lease, a successor takes over when it expires',
       );
       return;
     }
-    await this.release();
+    await this.#release();
   }
 
-  private async release(): Promise<void> {
-    const lease = this.lease;
-    if (!lease || this.observed?.holderIdentity !== this.identity) return;
+  async #release(): Promise<void> {
+    const lease = this.#lease;
+    if (!lease || this.#observed?.holderIdentity !== this.identity) return;
     const now = new V1MicroTime();
     const spec: V1LeaseSpec = {
       leaseDurationSeconds: 1,
       acquireTime: now,
       renewTime: now,
-      leaseTransitions: this.observed.leaseTransitions,
+      leaseTransitions: this.#observed.leaseTransitions,
       ...(lease.spec?.strategy === undefined ? {} : { strategy: lease.spec.strategy }),
       ...(lease.spec?.preferredHolder === undefined
         ? {}
         : { preferredHolder: lease.spec.preferredHolder }),
     };
     try {
-      const released = await this.api.replaceNamespacedLease(
+      const released = await this.#api.replaceNamespacedLease(
         { name: this.name, namespace: this.namespace, body: { ...lease, spec } },
         withSignal(AbortSignal.timeout(this.renewDeadlineMs)),
       );
-      this.observe(released);
-      this.log.info('released the lease');
+      this.#observe(released);
+      this.#log.info('released the lease');
     } catch (error) {
-      this.log.warn(
+      this.#log.warn(
         { error: describeKubeError(error) },
         'could not release the lease; a successor takes over when it expires',
       );
@@ -389,14 +390,14 @@ export class LeaderElector {
    * One round of client-go's tryAcquireOrRenew. While leading, first renew straight from the
    * Lease we last wrote (one request); a 409 means someone else wrote, so read and decide.
    */
-  private async tryAcquireOrRenew(leading: boolean, budgetMs: number): Promise<Attempt> {
+  async #tryAcquireOrRenew(leading: boolean, budgetMs: number): Promise<Attempt> {
     const options = withSignal(AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs))));
     const target = { name: this.name, namespace: this.namespace };
     const now = new V1MicroTime();
-    if (leading && this.lease) {
+    if (leading && this.#lease) {
       try {
-        const body = this.renewed(this.lease, now);
-        this.observe(await this.api.replaceNamespacedLease({ ...target, body }, options));
+        const body = this.#renewed(this.#lease, now);
+        this.#observe(await this.#api.replaceNamespacedLease({ ...target, body }, options));
         return OK;
       } catch (error) {
         if (statusCodeOf(error) === 404) return { kind: 'lost', reason: 'the lease was deleted' };
@@ -406,15 +407,15 @@ export class LeaderElector {
 
     let current: V1Lease;
     try {
-      current = await this.api.readNamespacedLease(target, options);
+      current = await this.#api.readNamespacedLease(target, options);
     } catch (error) {
       if (statusCodeOf(error) !== 404) return { kind: 'error', operation: 'read', error };
       if (leading) return { kind: 'lost', reason: 'the lease was deleted' };
-      return this.create(now, options);
+      return this.#create(now, options);
     }
-    this.observe(current);
+    this.#observe(current);
     const record = leaseRecordOf(current);
-    const decision = decide(record, this.identity, this.observedAt, performance.now());
+    const decision = decide(record, this.identity, this.#observedAt, performance.now());
     if (leading && decision.action !== 'renew') {
       return {
         kind: 'lost',
@@ -423,11 +424,11 @@ export class LeaderElector {
     }
     if (decision.action === 'wait') return { kind: 'held', holder: decision.holder };
     const body =
-      decision.action === 'renew' ? this.renewed(current, now) : this.takenOver(current, now);
+      decision.action === 'renew' ? this.#renewed(current, now) : this.#takenOver(current, now);
     try {
-      this.observe(await this.api.replaceNamespacedLease({ ...target, body }, options));
+      this.#observe(await this.#api.replaceNamespacedLease({ ...target, body }, options));
       if (decision.action === 'takeover') {
-        this.log.info(
+        this.#log.info(
           { previousHolder: record.holderIdentity || undefined },
           'took over the lease',
         );
@@ -440,22 +441,22 @@ export class LeaderElector {
     }
   }
 
-  private async create(now: V1MicroTime, options: ConfigurationOptions): Promise<Attempt> {
+  async #create(now: V1MicroTime, options: ConfigurationOptions): Promise<Attempt> {
     const body: V1Lease = {
       metadata: { name: this.name, namespace: this.namespace },
       spec: {
         holderIdentity: this.identity,
-        leaseDurationSeconds: this.leaseDurationSeconds,
+        leaseDurationSeconds: this.#leaseDurationSeconds,
         acquireTime: now,
         renewTime: now,
         leaseTransitions: 0,
       },
     };
     try {
-      this.observe(
-        await this.api.createNamespacedLease({ namespace: this.namespace, body }, options),
+      this.#observe(
+        await this.#api.createNamespacedLease({ namespace: this.namespace, body }, options),
       );
-      this.log.info('created the lease');
+      this.#log.info('created the lease');
       return OK;
     } catch (error) {
       if (statusCodeOf(error) === 409) return { kind: 'held', holder: '(created concurrently)' };
@@ -464,25 +465,25 @@ export class LeaderElector {
   }
 
   /** Our renewal of a Lease we hold: acquireTime and leaseTransitions stay. */
-  private renewed(lease: V1Lease, now: V1MicroTime): V1Lease {
+  #renewed(lease: V1Lease, now: V1MicroTime): V1Lease {
     return {
       ...lease,
       spec: {
         ...lease.spec,
         holderIdentity: this.identity,
-        leaseDurationSeconds: this.leaseDurationSeconds,
+        leaseDurationSeconds: this.#leaseDurationSeconds,
         renewTime: now,
       },
     };
   }
 
-  private takenOver(lease: V1Lease, now: V1MicroTime): V1Lease {
+  #takenOver(lease: V1Lease, now: V1MicroTime): V1Lease {
     return {
       ...lease,
       spec: {
         ...lease.spec,
         holderIdentity: this.identity,
-        leaseDurationSeconds: this.leaseDurationSeconds,
+        leaseDurationSeconds: this.#leaseDurationSeconds,
         acquireTime: now,
         renewTime: now,
         leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1,
@@ -491,25 +492,25 @@ export class LeaderElector {
   }
 
   /** Remembers the Lease; the expiry clock restarts only when its record actually changed. */
-  private observe(lease: V1Lease): void {
-    this.lease = lease;
+  #observe(lease: V1Lease): void {
+    this.#lease = lease;
     const record = leaseRecordOf(lease);
-    if (this.observed && sameRecord(record, this.observed)) return;
-    this.observed = record;
-    this.observedAt = performance.now();
+    if (this.#observed && sameRecord(record, this.#observed)) return;
+    this.#observed = record;
+    this.#observedAt = performance.now();
     const holder = record.holderIdentity;
-    if (holder === '' || holder === this.reportedLeader) return;
-    this.reportedLeader = holder;
-    this.log.info({ leader: holder }, 'new leader observed');
+    if (holder === '' || holder === this.#reportedLeader) return;
+    this.#reportedLeader = holder;
+    this.#log.info({ leader: holder }, 'new leader observed');
     try {
-      this.options.onNewLeader?.(holder);
+      this.#options.onNewLeader?.(holder);
     } catch (error) {
-      this.log.error({ err: error }, 'onNewLeader threw');
+      this.#log.error({ err: error }, 'onNewLeader threw');
     }
   }
 
   /** Logs at error on a new failure and at most every 30 s for a repeat; debug in between. */
-  private reportError(attempt: { operation: string; error: unknown }): void {
+  #reportError(attempt: { operation: string; error: unknown }): void {
     const status = statusCodeOf(attempt.error);
     const hint =
       status === 403
@@ -518,20 +519,20 @@ export class LeaderElector {
     const message = `cannot ${attempt.operation} lease ${this.namespace}/${this.name}: ${describeKubeError(attempt.error)}${hint}`;
     const now = performance.now();
     const repeat =
-      this.lastError?.message === message && now - this.lastError.at < ERROR_LOG_INTERVAL_MS;
+      this.#lastError?.message === message && now - this.#lastError.at < ERROR_LOG_INTERVAL_MS;
     if (repeat) {
-      this.log.debug({ status }, message);
+      this.#log.debug({ status }, message);
       return;
     }
-    this.lastError = { message, at: now };
-    this.log.error({ status }, message);
+    this.#lastError = { message, at: now };
+    this.#log.error({ status }, message);
   }
 
   /** Sleeps, waking early on stop() or when `extra` aborts. */
-  private async pause(ms: number, extra?: AbortSignal): Promise<void> {
+  async #pause(ms: number, extra?: AbortSignal): Promise<void> {
     const signal = extra
-      ? AbortSignal.any([this.stopController.signal, extra])
-      : this.stopController.signal;
+      ? AbortSignal.any([this.#stopController.signal, extra])
+      : this.#stopController.signal;
     await sleep(ms, signal);
   }
 }

@@ -27,33 +27,33 @@ export const DEFAULT_MAX_DELAY_MS = 1_000_000;
  * per failing key, released by `forget`.
  */
 export class ExponentialRateLimiter implements RateLimiter {
-  private readonly baseDelayMs: number;
-  private readonly maxDelayMs: number;
-  private readonly failures = new Map<string, number>();
+  readonly #baseDelayMs: number;
+  readonly #maxDelayMs: number;
+  readonly #failures = new Map<string, number>();
 
   constructor(options: ExponentialRateLimiterOptions = {}) {
-    this.baseDelayMs = options.baseDelayMs ?? DEFAULT_BASE_DELAY_MS;
-    this.maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
-    if (!(this.baseDelayMs >= 0) || !(this.maxDelayMs >= this.baseDelayMs)) {
+    this.#baseDelayMs = options.baseDelayMs ?? DEFAULT_BASE_DELAY_MS;
+    this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+    if (!(this.#baseDelayMs >= 0) || !(this.#maxDelayMs >= this.#baseDelayMs)) {
       throw new RangeError(
-        `rate limiter needs 0 <= baseDelayMs <= maxDelayMs, got ${this.baseDelayMs} and ${this.maxDelayMs}`,
+        `rate limiter needs 0 <= baseDelayMs <= maxDelayMs, got ${this.#baseDelayMs} and ${this.#maxDelayMs}`,
       );
     }
   }
 
   when(key: string): number {
-    const exponent = this.failures.get(key) ?? 0;
-    this.failures.set(key, exponent + 1);
+    const exponent = this.#failures.get(key) ?? 0;
+    this.#failures.set(key, exponent + 1);
     // 2 ** exponent overflows to Infinity long before the count does, and min() caps that.
-    return Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** exponent);
+    return Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** exponent);
   }
 
   forget(key: string): void {
-    this.failures.delete(key);
+    this.#failures.delete(key);
   }
 
   numRequeues(key: string): number {
-    return this.failures.get(key) ?? 0;
+    return this.#failures.get(key) ?? 0;
   }
 }
 
@@ -76,40 +76,40 @@ export interface BackoffOptions {
  * with jitter. `reset()` after a success starts over at `initialMs`.
  */
 export class Backoff {
-  private readonly initialMs: number;
-  private readonly maxMs: number;
-  private readonly jitter: number;
-  private readonly random: () => number;
-  private failures = 0;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  readonly #jitter: number;
+  readonly #random: () => number;
+  #failures = 0;
 
   constructor(options: BackoffOptions = {}) {
-    this.initialMs = options.initialMs ?? 1_000;
-    this.maxMs = options.maxMs ?? 30_000;
-    this.jitter = options.jitter ?? 0.25;
-    this.random = options.random ?? Math.random;
-    if (!(this.initialMs > 0) || !(this.maxMs >= this.initialMs)) {
+    this.#initialMs = options.initialMs ?? 1_000;
+    this.#maxMs = options.maxMs ?? 30_000;
+    this.#jitter = options.jitter ?? 0.25;
+    this.#random = options.random ?? Math.random;
+    if (!(this.#initialMs > 0) || !(this.#maxMs >= this.#initialMs)) {
       throw new RangeError(
-        `backoff needs 0 < initialMs <= maxMs, got ${this.initialMs} and ${this.maxMs}`,
+        `backoff needs 0 < initialMs <= maxMs, got ${this.#initialMs} and ${this.#maxMs}`,
       );
     }
-    if (!(this.jitter >= 0 && this.jitter <= 1)) {
-      throw new RangeError(`backoff jitter must be within [0, 1], got ${this.jitter}`);
+    if (!(this.#jitter >= 0 && this.#jitter <= 1)) {
+      throw new RangeError(`backoff jitter must be within [0, 1], got ${this.#jitter}`);
     }
   }
 
   /** The delay before the next attempt, in milliseconds; each call counts one failure. */
   next(): number {
-    const ceiling = Math.min(this.maxMs, this.initialMs * 2 ** this.failures);
-    this.failures += 1;
-    return Math.round(ceiling * (1 - this.jitter * this.random()));
+    const ceiling = Math.min(this.#maxMs, this.#initialMs * 2 ** this.#failures);
+    this.#failures += 1;
+    return Math.round(ceiling * (1 - this.#jitter * this.#random()));
   }
 
   /** Consecutive failures since the last reset. */
   get attempts(): number {
-    return this.failures;
+    return this.#failures;
   }
 
   reset(): void {
-    this.failures = 0;
+    this.#failures = 0;
   }
 }

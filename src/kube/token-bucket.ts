@@ -15,9 +15,9 @@ export interface TokenBucketOptions {
 export class TokenBucket {
   readonly ratePerSecond: number;
   readonly burst: number;
-  private readonly now: () => number;
-  private tokens: number;
-  private updatedAt: number;
+  readonly #now: () => number;
+  #tokens: number;
+  #updatedAt: number;
 
   constructor(options: TokenBucketOptions) {
     if (!(options.ratePerSecond > 0) || !Number.isFinite(options.ratePerSecond)) {
@@ -30,37 +30,37 @@ export class TokenBucket {
     }
     this.ratePerSecond = options.ratePerSecond;
     this.burst = options.burst;
-    this.now = options.now ?? Date.now;
-    this.tokens = options.burst;
-    this.updatedAt = this.now();
+    this.#now = options.now ?? Date.now;
+    this.#tokens = options.burst;
+    this.#updatedAt = this.#now();
   }
 
   /** Takes one token if one is available; never waits. */
   tryTake(): boolean {
-    this.refill();
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    this.#refill();
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
     return true;
   }
 
   /** Milliseconds until `tryTake()` would succeed; 0 when a token is available now. */
   delayMs(): number {
-    this.refill();
-    if (this.tokens >= 1) return 0;
-    return Math.ceil(((1 - this.tokens) / this.ratePerSecond) * 1000);
+    this.#refill();
+    if (this.#tokens >= 1) return 0;
+    return Math.ceil(((1 - this.#tokens) / this.ratePerSecond) * 1000);
   }
 
   /** Tokens available now (fractional while refilling); for tests and diagnostics. */
   available(): number {
-    this.refill();
-    return this.tokens;
+    this.#refill();
+    return this.#tokens;
   }
 
-  private refill(): void {
-    const now = this.now();
+  #refill(): void {
+    const now = this.#now();
     // A clock that steps backwards must not drain the bucket; just restart the interval.
-    const elapsed = Math.max(0, now - this.updatedAt);
-    this.updatedAt = now;
-    this.tokens = Math.min(this.burst, this.tokens + (elapsed / 1000) * this.ratePerSecond);
+    const elapsed = Math.max(0, now - this.#updatedAt);
+    this.#updatedAt = now;
+    this.#tokens = Math.min(this.burst, this.#tokens + (elapsed / 1000) * this.ratePerSecond);
   }
 }
