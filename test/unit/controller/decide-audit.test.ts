@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { AgentRun, AgentRunStatus } from '../../../src/api/agentrun.ts';
 import { type Condition, findCondition, rfc3339 } from '../../../src/api/conditions.ts';
@@ -28,6 +29,10 @@ import {
 /**
  * The terminal-run audit branch of decide(): with auditing on, a finished run is kept (by the
  * run-protection finalizer) until its terminal audit row is committed or the deadline passes.
+ *
+ * decide() never reads why a run ended (its Succeeded condition's reason) once it has ended, so
+ * each case below is proved for runs that ended 'Succeeded', and one test ('every terminal
+ * reason is treated alike') checks that every other reason gets the same action in every shape.
  */
 
 const NONE = { type: 'none' } as const;
@@ -185,19 +190,10 @@ function nowOf(shape: Shape): Date {
   return new Date(FINISHED_AT.getTime() + shape.since);
 }
 
-/** Every (reason, shape) pair, named for it.each. */
-const CASES: readonly [string, TerminalReason, Shape][] = TERMINAL_REASONS.flatMap((reason) =>
-  SHAPES.map((shape): [string, TerminalReason, Shape] => [
-    `${reason}, ${shape.name}`,
-    reason,
-    shape,
-  ]),
-);
-
 describe('decide, terminal run, auditing off: the behaviour without audit', () => {
-  it.each(CASES)('%s', (_name, reason, shape) => {
+  it.each(SHAPES)('$name', (shape) => {
     for (const audited of AUDITED_STATES) {
-      const run = ended(reason, shape, audited);
+      const run = ended('Succeeded', shape, audited);
       const now = nowOf(shape);
       expect(decide({ run, executing: false, now }), stateName(audited)).toStrictEqual(shape.old);
       expect(
@@ -215,27 +211,31 @@ describe('decide, terminal run, auditing off: the behaviour without audit', () =
 });
 
 describe('decide, terminal run, Audited=True: the behaviour without audit', () => {
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    const run = ended(reason, shape, AuditReason.Recorded);
-    for (const audit of ALL_VIEWS) {
-      expect(
-        decide({ run, executing: false, now: nowOf(shape), audit }),
-        viewName(audit),
-      ).toStrictEqual(shape.old);
+  it('whatever the shape and the audit view', () => {
+    for (const shape of SHAPES) {
+      const run = ended('Succeeded', shape, AuditReason.Recorded);
+      for (const audit of ALL_VIEWS) {
+        expect(
+          decide({ run, executing: false, now: nowOf(shape), audit }),
+          `${shape.name}, ${viewName(audit)}`,
+        ).toStrictEqual(shape.old);
+      }
     }
   });
 });
 
 describe('decide, terminal run, not audited and committed -> markAudited', () => {
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    // Abandoned included: a row that lands after the run was let go is still recorded.
-    for (const audited of [...NOT_YET_AUDITED, AuditReason.Abandoned]) {
-      const run = ended(reason, shape, audited);
-      for (const audit of ALL_VIEWS.filter((v) => v.committed)) {
-        expect(
-          decide({ run, executing: false, now: nowOf(shape), audit }),
-          `${stateName(audited)}, ${viewName(audit)}`,
-        ).toStrictEqual(MARK_AUDITED);
+  it('whatever the shape, the pending flag and the deadline', () => {
+    for (const shape of SHAPES) {
+      // Abandoned included: a row that lands after the run was let go is still recorded.
+      for (const audited of [...NOT_YET_AUDITED, AuditReason.Abandoned]) {
+        const run = ended('Succeeded', shape, audited);
+        for (const audit of ALL_VIEWS.filter((v) => v.committed)) {
+          expect(
+            decide({ run, executing: false, now: nowOf(shape), audit }),
+            `${shape.name}, ${stateName(audited)}, ${viewName(audit)}`,
+          ).toStrictEqual(MARK_AUDITED);
+        }
       }
     }
   });
@@ -250,13 +250,15 @@ describe('decide, terminal run, not audited and committed -> markAudited', () =>
 });
 
 describe('decide, terminal run, not committed and not pending -> audit', () => {
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    for (const audited of NOT_YET_AUDITED) {
-      const run = ended(reason, shape, audited);
-      expect(
-        decide({ run, executing: false, now: nowOf(shape), audit: view(false, false) }),
-        stateName(audited),
-      ).toStrictEqual(AUDIT);
+  it('whatever the shape, before the deadline', () => {
+    for (const shape of SHAPES) {
+      for (const audited of NOT_YET_AUDITED) {
+        const run = ended('Succeeded', shape, audited);
+        expect(
+          decide({ run, executing: false, now: nowOf(shape), audit: view(false, false) }),
+          `${shape.name}, ${stateName(audited)}`,
+        ).toStrictEqual(AUDIT);
+      }
     }
   });
 
@@ -291,25 +293,29 @@ describe('decide, terminal run, never queued by this process (start-up) -> audit
     deadlineMs,
   });
 
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    // Not yet audited, or given up by an earlier process: one more try, at any age.
-    for (const audited of [...NOT_YET_AUDITED, AuditReason.Abandoned]) {
-      const run = ended(reason, shape, audited);
-      for (const deadlineMs of [DEADLINE, 0]) {
+  it('whatever the shape and the deadline; a commit seen here still wins', () => {
+    for (const shape of SHAPES) {
+      // Not yet audited, or given up by an earlier process: one more try, at any age.
+      for (const audited of [...NOT_YET_AUDITED, AuditReason.Abandoned]) {
+        const run = ended('Succeeded', shape, audited);
+        const label = `${shape.name}, ${stateName(audited)}`;
+        for (const deadlineMs of [DEADLINE, 0]) {
+          expect(
+            decide({
+              run,
+              executing: false,
+              now: nowOf(shape),
+              audit: neverTried(false, deadlineMs),
+            }),
+            `${label}, deadline ${deadlineMs}`,
+          ).toStrictEqual(AUDIT);
+        }
+        // A commit seen here still wins.
         expect(
-          decide({
-            run,
-            executing: false,
-            now: nowOf(shape),
-            audit: neverTried(false, deadlineMs),
-          }),
-          `${stateName(audited)}, deadline ${deadlineMs}`,
-        ).toStrictEqual(AUDIT);
+          decide({ run, executing: false, now: nowOf(shape), audit: neverTried(true) }),
+          label,
+        ).toStrictEqual(MARK_AUDITED);
       }
-      // A commit seen here still wins.
-      expect(
-        decide({ run, executing: false, now: nowOf(shape), audit: neverTried(true) }),
-      ).toStrictEqual(MARK_AUDITED);
     }
   });
 
@@ -372,27 +378,29 @@ describe('decide, terminal run, row pending before the deadline', () => {
     ['1s before finishedAt', -SECOND],
   ];
 
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    for (const audited of NOT_YET_AUDITED) {
-      const run = ended(reason, shape, audited);
-      const now = nowOf(shape);
-      const expected =
-        !shape.ours && !shape.deleting ? PROTECT : requeue(GIVE_UP_AT - now.getTime());
-      expect(
-        decide({ run, executing: false, now, audit: view(false, true) }),
-        stateName(audited),
-      ).toStrictEqual(expected);
+  it('in every shape: protect a run neither held nor deleted, otherwise wait for the row', () => {
+    for (const shape of SHAPES) {
+      for (const audited of NOT_YET_AUDITED) {
+        const run = ended('Succeeded', shape, audited);
+        const now = nowOf(shape);
+        const expected =
+          !shape.ours && !shape.deleting ? PROTECT : requeue(GIVE_UP_AT - now.getTime());
+        expect(
+          decide({ run, executing: false, now, audit: view(false, true) }),
+          `${shape.name}, ${stateName(audited)}`,
+        ).toStrictEqual(expected);
+      }
     }
   });
 
-  describe.each(TERMINAL_REASONS)('%s', (reason) => {
+  describe('at several times before the deadline', () => {
     it.each(before)(
       'no finalizer, not deleting -> protect, with or without a TTL due (%s)',
       (_when, since) => {
         const now = new Date(FINISHED_AT.getTime() + since);
         for (const ttl of [undefined, 0, 1]) {
           const shape: Shape = { name: '', ttl, ours: false, deleting: false, since, old: NONE };
-          const run = ended(reason, shape, AuditReason.Pending);
+          const run = ended('Succeeded', shape, AuditReason.Pending);
           expect(
             decide({ run, executing: false, now, audit: view(false, true) }),
             `ttl=${ttl}`,
@@ -408,7 +416,7 @@ describe('decide, terminal run, row pending before the deadline', () => {
         for (const ttl of [undefined, 0, 60]) {
           for (const deleting of [false, true]) {
             const shape: Shape = { name: '', ttl, ours: true, deleting, since, old: NONE };
-            const run = ended(reason, shape, AuditReason.Pending);
+            const run = ended('Succeeded', shape, AuditReason.Pending);
             expect(
               decide({ run, executing: false, now, audit: view(false, true) }),
               `ttl=${ttl} deleting=${deleting}`,
@@ -432,7 +440,7 @@ describe('decide, terminal run, row pending before the deadline', () => {
             since,
             old: NONE,
           };
-          const run = ended(reason, shape, AuditReason.Pending);
+          const run = ended('Succeeded', shape, AuditReason.Pending);
           expect(
             decide({ run, executing: false, now, audit: view(false, true) }),
             `foreign=${foreign}`,
@@ -478,29 +486,29 @@ describe('decide, terminal run, row pending at or after the deadline -> abandonA
     ['a day after', 24 * 60 * MINUTE],
   ];
 
-  it.each(CASES)('%s, deadline 0 (already passed)', (_name, reason, shape) => {
-    for (const audited of NOT_YET_AUDITED) {
-      const run = ended(reason, shape, audited);
-      expect(
-        decide({ run, executing: false, now: nowOf(shape), audit: view(false, true, 0) }),
-        stateName(audited),
-      ).toStrictEqual(ABANDON);
+  it('deadline 0 (already passed), whatever the shape', () => {
+    for (const shape of SHAPES) {
+      for (const audited of NOT_YET_AUDITED) {
+        const run = ended('Succeeded', shape, audited);
+        expect(
+          decide({ run, executing: false, now: nowOf(shape), audit: view(false, true, 0) }),
+          `${shape.name}, ${stateName(audited)}`,
+        ).toStrictEqual(ABANDON);
+      }
     }
   });
 
-  describe.each(TERMINAL_REASONS)('%s', (reason) => {
-    it.each(after)('%s, whatever the finalizer, deletion and TTL', (_when, since) => {
-      const now = new Date(FINISHED_AT.getTime() + since);
-      for (const shape of SHAPES) {
-        for (const audited of NOT_YET_AUDITED) {
-          const run = ended(reason, shape, audited);
-          expect(
-            decide({ run, executing: false, now, audit: view(false, true) }),
-            `${shape.name}, ${stateName(audited)}`,
-          ).toStrictEqual(ABANDON);
-        }
+  it.each(after)('%s, whatever the finalizer, deletion and TTL', (_when, since) => {
+    const now = new Date(FINISHED_AT.getTime() + since);
+    for (const shape of SHAPES) {
+      for (const audited of NOT_YET_AUDITED) {
+        const run = ended('Succeeded', shape, audited);
+        expect(
+          decide({ run, executing: false, now, audit: view(false, true) }),
+          `${shape.name}, ${stateName(audited)}`,
+        ).toStrictEqual(ABANDON);
       }
-    });
+    }
   });
 
   it('1 ms before the deadline is not yet', () => {
@@ -541,13 +549,15 @@ describe('decide, terminal run, row pending at or after the deadline -> abandonA
 });
 
 describe('decide, terminal run, Abandoned and not committed: the behaviour without audit', () => {
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    const run = ended(reason, shape, AuditReason.Abandoned);
-    for (const audit of ALL_VIEWS.filter((v) => !v.committed)) {
-      expect(
-        decide({ run, executing: false, now: nowOf(shape), audit }),
-        viewName(audit),
-      ).toStrictEqual(shape.old);
+  it('whatever the shape and the audit view', () => {
+    for (const shape of SHAPES) {
+      const run = ended('Succeeded', shape, AuditReason.Abandoned);
+      for (const audit of ALL_VIEWS.filter((v) => !v.committed)) {
+        expect(
+          decide({ run, executing: false, now: nowOf(shape), audit }),
+          `${shape.name}, ${viewName(audit)}`,
+        ).toStrictEqual(shape.old);
+      }
     }
   });
 
@@ -561,12 +571,12 @@ describe('decide, terminal run, Abandoned and not committed: the behaviour witho
 });
 
 describe('decide, terminal run, TTL while the row is pending', () => {
-  it.each(TERMINAL_REASONS)('%s: never deleted before the deadline, whatever the TTL', (reason) => {
+  it('never deleted before the deadline, whatever the TTL', () => {
     for (const ttl of [0, 1, 60, 599]) {
       for (const ours of [false, true]) {
         for (const since of [0, ttl * SECOND, DEADLINE - 1]) {
           const shape: Shape = { name: '', ttl, ours, deleting: false, since, old: NONE };
-          const run = ended(reason, shape, AuditReason.Pending);
+          const run = ended('Succeeded', shape, AuditReason.Pending);
           const now = new Date(FINISHED_AT.getTime() + since);
           const action = decide({ run, executing: false, now, audit: view(false, true) });
           const label = `ttl=${ttl} finalizer=${ours} +${since}ms`;
@@ -587,18 +597,98 @@ describe('decide, terminal run, TTL while the row is pending', () => {
 });
 
 describe('decide, terminal run, executing: none before any audit decision', () => {
-  it.each(CASES)('%s', (_name, reason, shape) => {
-    for (const audited of AUDITED_STATES) {
-      const run = ended(reason, shape, audited);
-      for (const audit of [undefined, ...ALL_VIEWS]) {
-        for (const now of [nowOf(shape), new Date(GIVE_UP_AT + DEADLINE)]) {
-          expect(
-            decide({ run, executing: true, now, audit }),
-            `${stateName(audited)}, ${viewName(audit)}, now=${now.toISOString()}`,
-          ).toStrictEqual(NONE);
+  it('whatever the shape, the audit view and the clock', () => {
+    for (const shape of SHAPES) {
+      for (const audited of AUDITED_STATES) {
+        const run = ended('Succeeded', shape, audited);
+        for (const audit of [undefined, ...ALL_VIEWS]) {
+          for (const now of [nowOf(shape), new Date(GIVE_UP_AT + DEADLINE)]) {
+            expect(
+              decide({ run, executing: true, now, audit }),
+              `${shape.name}, ${stateName(audited)}, ${viewName(audit)}, now=${now.toISOString()}`,
+            ).toStrictEqual(NONE);
+          }
         }
       }
     }
+  });
+});
+
+describe('decide, terminal run: every terminal reason is treated alike', () => {
+  /** Every view above: auditing off, each committed/pending/deadline mix, never queued here. */
+  const views: readonly (AuditView | undefined)[] = [
+    undefined,
+    ...ALL_VIEWS,
+    ...[DEADLINE, 0].flatMap((deadlineMs) =>
+      [false, true].map((committed): AuditView => ({ committed, pending: false, deadlineMs })),
+    ),
+  ];
+  /** Milliseconds after FINISHED_AT, on both sides of the TTLs and of the deadline. */
+  const times = [
+    -SECOND,
+    0,
+    10 * SECOND,
+    MINUTE,
+    DEADLINE - 1,
+    DEADLINE,
+    DEADLINE + 1,
+    24 * 60 * MINUTE,
+    365 * 24 * 60 * MINUTE,
+  ];
+  /** Every action a terminal run can get, so the comparison below reaches every branch. */
+  const TERMINAL_ACTIONS: readonly Action['type'][] = [
+    'abandonAudit',
+    'audit',
+    'delete',
+    'markAudited',
+    'none',
+    'observe',
+    'protect',
+    'releaseFinalizer',
+    'requeue',
+  ];
+
+  /** `run` after its spec changed (a late cancel): a generation its status has not observed. */
+  function bumped(run: AgentRun): AgentRun {
+    return { ...run, metadata: { ...run.metadata, generation: GENERATION + 1 } };
+  }
+
+  it("gets the action a 'Succeeded' run gets, in every shape, audit state and view", () => {
+    const differ: string[] = [];
+    const seen = new Set<Action['type']>();
+    for (const shape of SHAPES) {
+      for (const audited of AUDITED_STATES) {
+        for (const changed of [false, true]) {
+          const runOf = (reason: TerminalReason) => {
+            const run = ended(reason, shape, audited);
+            return changed ? bumped(run) : run;
+          };
+          const succeeded = runOf('Succeeded');
+          for (const reason of TERMINAL_REASONS.filter((r) => r !== 'Succeeded')) {
+            const run = runOf(reason);
+            for (const audit of views) {
+              for (const executing of [false, true]) {
+                for (const since of new Set([shape.since, ...times])) {
+                  const now = new Date(FINISHED_AT.getTime() + since);
+                  const expected = decide({ run: succeeded, executing, now, audit });
+                  const actual = decide({ run, executing, now, audit });
+                  seen.add(expected.type);
+                  if (!isDeepStrictEqual(actual, expected)) {
+                    differ.push(
+                      `${reason}, ${shape.name}, ${stateName(audited)}, generation changed=${changed}, ` +
+                        `${viewName(audit)}, executing=${executing}, +${since}ms: ` +
+                        `${JSON.stringify(actual)}, Succeeded gets ${JSON.stringify(expected)}`,
+                    );
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    expect(differ.length, differ.slice(0, 10).join('\n')).toBe(0);
+    expect([...seen].sort()).toStrictEqual(TERMINAL_ACTIONS);
   });
 });
 
@@ -847,23 +937,25 @@ describe('progress with the Audited condition', () => {
     ],
   ];
 
-  it.each(TERMINAL_REASONS)('%s: audited > unaudited (any) > any running state', (reason) => {
-    for (const from of [agentRun(), running(base, 7, T0)]) {
-      const done = finished(from, reason, FINISHED_AT);
-      const audited = progress(auditedAs(done, AuditReason.Recorded).status);
-      const unaudited = [
-        done.status,
-        auditedAs(done, AuditReason.Pending).status,
-        auditedAs(done, AuditReason.Abandoned).status,
-      ].map(progress);
-      expect(audited).toBe(Number.MAX_SAFE_INTEGER);
-      expect(unaudited).toStrictEqual([
-        Number.MAX_SAFE_INTEGER - 1,
-        Number.MAX_SAFE_INTEGER - 1,
-        Number.MAX_SAFE_INTEGER - 1,
-      ]);
-      for (const [name, status] of inProgress) {
-        expect(Math.min(...unaudited), name).toBeGreaterThan(progress(status));
+  it('every terminal reason: audited > unaudited (any) > any running state', () => {
+    for (const reason of TERMINAL_REASONS) {
+      for (const from of [agentRun(), running(base, 7, T0)]) {
+        const done = finished(from, reason, FINISHED_AT);
+        const audited = progress(auditedAs(done, AuditReason.Recorded).status);
+        const unaudited = [
+          done.status,
+          auditedAs(done, AuditReason.Pending).status,
+          auditedAs(done, AuditReason.Abandoned).status,
+        ].map(progress);
+        expect(audited, reason).toBe(Number.MAX_SAFE_INTEGER);
+        expect(unaudited, reason).toStrictEqual([
+          Number.MAX_SAFE_INTEGER - 1,
+          Number.MAX_SAFE_INTEGER - 1,
+          Number.MAX_SAFE_INTEGER - 1,
+        ]);
+        for (const [name, status] of inProgress) {
+          expect(Math.min(...unaudited), `${reason}, ${name}`).toBeGreaterThan(progress(status));
+        }
       }
     }
   });
