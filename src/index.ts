@@ -13,7 +13,7 @@ export { Reason } from './api/reasons.ts';
 export * from './audit/index.ts';
 export type { Config } from './config/config.ts';
 export { ConfigError, loadConfig } from './config/config.ts';
-export type { RunEvents } from './controller/reconciler.ts';
+export type { RunEvents } from './controller/agentrun-reconciler.ts';
 export * from './handlers/index.ts';
 export type { OperatorOptions } from './operator.ts';
 export { createOperator, LeadershipLostError, Operator } from './operator.ts';

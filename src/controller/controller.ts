@@ -5,9 +5,10 @@ import { Informer } from '../kube/informer.ts';
 import { objectKey } from '../kube/kube-object.ts';
 import { WorkQueue, type WorkQueueMetrics } from '../kube/workqueue.ts';
 import type { Logger } from '../util/log.ts';
-import { ConflictError, KubeAgentRunWriter } from './agentrun-client.ts';
+import { AgentRunReconciler, type RunEvents } from './agentrun-reconciler.ts';
+import { ConflictError, KubeAgentRunWriter } from './agentrun-writer.ts';
+import type { RunAudit } from './audit-tracker.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
-import { Reconciler, type RunAudit, type RunEvents } from './reconciler.ts';
 
 export interface ControllerOptions {
   readonly kubeConfig: KubeConfig;
@@ -40,7 +41,7 @@ export interface ControllerOptions {
 export class AgentRunController {
   readonly informer: Informer<AgentRun>;
   readonly queue: WorkQueue;
-  readonly reconciler: Reconciler;
+  readonly reconciler: AgentRunReconciler;
   readonly #o: ControllerOptions;
   readonly #metrics: ControllerMetrics;
   #workers: Promise<void>[] = [];
@@ -61,10 +62,10 @@ export class AgentRunController {
       logger: options.logger,
       resyncPeriodMs: options.resyncPeriodMs,
     });
-    this.reconciler = new Reconciler({
+    this.reconciler = new AgentRunReconciler({
       store: this.informer,
       writer: new KubeAgentRunWriter(options.kubeConfig),
-      registry: options.registry,
+      handlers: options.registry,
       events: options.events,
       logger: options.logger,
       maxConcurrentRuns: options.maxConcurrentRuns,

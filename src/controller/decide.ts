@@ -1,18 +1,14 @@
-import type { AgentRun, AgentRunStatus } from '../api/agentrun.ts';
+import { type AgentRun, PARAMS_MAX_BYTES } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason } from '../api/reasons.ts';
-import type { JsonObject } from '../handlers/handler.ts';
-import {
-  deadline,
-  isAudited,
-  isTerminal,
-  maxAttempts,
-  retryingStatus,
-  terminalStatus,
-} from './run-status.ts';
+import type { Handler, Prepared } from '../handlers/handler.ts';
+import { deadline, isAudited, isTerminal, maxAttempts } from './run-status.ts';
 
 /** The finalizer the operator holds while deleting a run would lose work in progress. */
 export const FINALIZER = 'agents.applylens.io/run-protection';
+
+/** A handler's validated plan for one attempt, ready to execute. */
+export type PreparedRun = Extract<Prepared, { readonly ok: true }>;
 
 /** What the reconciler should do next for one AgentRun. */
 export type Action =
@@ -20,8 +16,13 @@ export type Action =
   | { readonly type: 'none' }
   /** Look again after a delay (retry backoff, TTL). */
   | { readonly type: 'requeue'; readonly afterMs: number }
-  /** Start attempt `attempt`: plan it, claim it on the status, then run the handler. */
-  | { readonly type: 'start'; readonly attempt: number; readonly note?: string }
+  /** Claim attempt `attempt` on the status (when a handler slot is free), then execute it. */
+  | {
+      readonly type: 'start';
+      readonly attempt: number;
+      readonly prepared: PreparedRun;
+      readonly note?: string;
+    }
   /** Abort the attempt running in this process. */
   | { readonly type: 'abort'; readonly reason: 'Canceled'; readonly message: string }
   /** End the run without running anything (more). */
@@ -56,86 +57,118 @@ export interface AuditView {
   readonly queuedAtMs?: number | undefined;
 }
 
+/** The handlers a run can name (HandlerRegistry). */
+export interface Handlers {
+  get(name: string): Handler | undefined;
+  unknownAgentMessage(name: string): string;
+}
+
 export interface DecideInput {
   /** The newest known state of the run. */
   readonly run: AgentRun;
   /** Whether this process is executing an attempt of this run right now. */
   readonly executing: boolean;
   readonly now: Date;
+  /** Where a run about to start finds its handler; planning is pure (Handler.prepare). */
+  readonly handlers: Handlers;
   /** The audit log's view of the run; undefined when auditing is off. */
   readonly audit?: AuditView | undefined;
 }
 
 /**
- * The controller's whole policy, as a pure function of the run, what this process is doing and
- * the clock. Level-based: it never asks which event happened, so replays and resyncs are safe.
+ * The controller's whole policy, as a pure function of the run, what this process is doing, the
+ * handlers' plans and the clock. Level-based: it never asks which event happened, so replays and
+ * resyncs are safe. The reconciler only carries out what it returns.
  */
-export function decide({ run, executing, now, audit }: DecideInput): Action {
-  const { spec, metadata, status } = run;
-  const deleting = metadata.deletionTimestamp !== undefined;
-  const holdsFinalizer = metadata.finalizers?.includes(FINALIZER) ?? false;
-
-  if (isTerminal(status)) {
+export function decide(input: DecideInput): Action {
+  if (isTerminal(input.run.status)) {
     // Its outcome is still being written: act on the run once that is done.
-    if (executing) return { type: 'none' };
-    // kstatus (Flux) waits for observedGeneration to catch up with metadata.generation, so a
-    // finished run whose spec changed afterwards (cancel: true) must acknowledge it.
-    if (
-      metadata.generation !== undefined &&
-      status?.observedGeneration !== undefined &&
-      status.observedGeneration !== metadata.generation
-    ) {
-      return { type: 'observe' };
-    }
-    if (audit && !isAudited(status)) {
-      if (audit.committed) return { type: 'markAudited' };
-      // At start-up every finished run without its row gets one try from this process, given
-      // up ones included: the database may be back, and a row is worth more than a condition.
-      if (audit.queuedAtMs === undefined && !audit.pending) return { type: 'audit' };
-      const abandoned =
-        findCondition(status?.conditions, ConditionType.Audited)?.reason === AuditReason.Abandoned;
-      if (!abandoned) {
-        // The deadline holds whatever the queue does: a row it refuses (full, or data the
-        // database rejects) must not pin the run, its deletion or its TTL forever. It counts
-        // from finishedAt, or from this process's first try if that is later: a run found
-        // unaudited after a long operator outage is not given up before its row was tried.
-        const since = Math.max(
-          Date.parse(status?.finishedAt ?? ''),
-          audit.queuedAtMs ?? Number.NEGATIVE_INFINITY,
-        );
-        const giveUpAt = since + audit.deadlineMs;
-        if (!(giveUpAt > now.getTime())) return { type: 'abandonAudit' };
-        if (!audit.pending) return { type: 'audit' };
-        if (!holdsFinalizer && !deleting) return { type: 'protect' };
-        // Neither released nor deleted (TTL) until the row lands or the deadline passes.
-        return { type: 'requeue', afterMs: giveUpAt - now.getTime() };
-      }
-    }
-    if (holdsFinalizer) return { type: 'releaseFinalizer' };
-    if (deleting || spec.ttlSecondsAfterFinished === undefined || !status?.finishedAt) {
-      return { type: 'none' };
-    }
-    const due = Date.parse(status.finishedAt) + spec.ttlSecondsAfterFinished * 1000;
-    return due <= now.getTime()
-      ? { type: 'delete' }
-      : { type: 'requeue', afterMs: due - now.getTime() };
+    return input.executing ? { type: 'none' } : afterTheEnd(input);
   }
+  return input.executing ? whileExecuting(input.run) : beforeAnAttempt(input);
+}
 
-  if (executing) {
-    if (deleting) {
-      return { type: 'abort', reason: Reason.Canceled, message: 'deleted while running' };
-    }
-    if (spec.cancel) {
-      return { type: 'abort', reason: Reason.Canceled, message: 'canceled while running' };
-    }
-    // The executor enforces the deadline with its own timer.
+/** A finished run: acknowledge a late spec change, get its audit row in, then release or TTL. */
+function afterTheEnd({ run, now, audit }: DecideInput): Action {
+  const { metadata, status } = run;
+  // kstatus (Flux) waits for observedGeneration to catch up with metadata.generation, so a
+  // finished run whose spec changed afterwards (cancel: true) must acknowledge it.
+  if (
+    metadata.generation !== undefined &&
+    status?.observedGeneration !== undefined &&
+    status.observedGeneration !== metadata.generation
+  ) {
+    return { type: 'observe' };
+  }
+  const waiting = audit && !isAudited(status) ? awaitAuditRow(run, audit, now) : undefined;
+  if (waiting) return waiting;
+  if (metadata.finalizers?.includes(FINALIZER)) return { type: 'releaseFinalizer' };
+  return afterTtl(run, now);
+}
+
+/**
+ * What a finished run whose row is not known to be committed needs, or undefined once nothing
+ * holds it any more (the row was given up).
+ */
+function awaitAuditRow(run: AgentRun, audit: AuditView, now: Date): Action | undefined {
+  if (audit.committed) return { type: 'markAudited' };
+  // At start-up every finished run without its row gets one try from this process, given up
+  // ones included: the database may be back, and a row is worth more than a condition.
+  if (audit.queuedAtMs === undefined && !audit.pending) return { type: 'audit' };
+  const audited = findCondition(run.status?.conditions, ConditionType.Audited);
+  if (audited?.reason === AuditReason.Abandoned) return undefined;
+  // The deadline holds whatever the queue does: a row it refuses (full, or data the database
+  // rejects) must not pin the run, its deletion or its TTL forever. It counts from finishedAt, or
+  // from this process's first try if that is later: a run found unaudited after a long operator
+  // outage is not given up before its row was tried.
+  const finishedAt = timeMs(run.status?.finishedAt);
+  // A hand-written terminal status without a readable finishedAt has no deadline to wait for:
+  // it is let go at once (its row, tried above, stays queued best-effort).
+  if (finishedAt === undefined) return { type: 'abandonAudit' };
+  const left =
+    Math.max(finishedAt, audit.queuedAtMs ?? finishedAt) + audit.deadlineMs - now.getTime();
+  if (left <= 0) return { type: 'abandonAudit' };
+  if (!audit.pending) return { type: 'audit' };
+  const { deletionTimestamp, finalizers } = run.metadata;
+  if (!finalizers?.includes(FINALIZER) && deletionTimestamp === undefined) {
+    return { type: 'protect' };
+  }
+  // Neither released nor deleted (TTL) until the row lands or the deadline passes.
+  return { type: 'requeue', afterMs: left };
+}
+
+/** ttlSecondsAfterFinished: delete when due. A run being deleted, or without a TTL, stays. */
+function afterTtl(run: AgentRun, now: Date): Action {
+  const ttlSeconds = run.spec.ttlSecondsAfterFinished;
+  // A hand-written terminal status may lack finishedAt: no TTL can count from it.
+  const finishedAt = timeMs(run.status?.finishedAt);
+  if (run.metadata.deletionTimestamp !== undefined || ttlSeconds === undefined) {
     return { type: 'none' };
   }
+  if (finishedAt === undefined) return { type: 'none' };
+  const left = finishedAt + ttlSeconds * 1000 - now.getTime();
+  return left <= 0 ? { type: 'delete' } : { type: 'requeue', afterMs: left };
+}
 
+/** An attempt runs in this process: only a cancel or a deletion changes anything. */
+function whileExecuting(run: AgentRun): Action {
+  if (run.metadata.deletionTimestamp !== undefined) {
+    return { type: 'abort', reason: Reason.Canceled, message: 'deleted while running' };
+  }
+  if (run.spec.cancel) {
+    return { type: 'abort', reason: Reason.Canceled, message: 'canceled while running' };
+  }
+  // The executor enforces the deadline with its own timer.
+  return { type: 'none' };
+}
+
+/** Not finished and nothing executes here: end it, wait for its retry, or start an attempt. */
+function beforeAnAttempt({ run, now, handlers }: DecideInput): Action {
+  const { spec, metadata, status } = run;
   const reason = findCondition(status?.conditions, ConditionType.Succeeded)?.reason;
   const attempts = status?.attempts ?? 0;
-  if (deleting) {
-    return { type: 'finish', reason: Reason.Canceled, message: 'deleted before it finished' };
+  if (metadata.deletionTimestamp !== undefined) {
+    return finish(Reason.Canceled, 'deleted before it finished');
   }
   if (spec.cancel) {
     const message =
@@ -144,37 +177,71 @@ export function decide({ run, executing, now, audit }: DecideInput): Action {
         : reason === Reason.Running
           ? `canceled after attempt ${attempts} was interrupted`
           : 'canceled while waiting to retry';
-    return { type: 'finish', reason: Reason.Canceled, message };
+    return finish(Reason.Canceled, message);
   }
   const due = deadline(run);
   if (due && due.getTime() <= now.getTime()) {
-    return {
-      type: 'finish',
-      reason: Reason.TimedOut,
-      message: `exceeded timeoutSeconds=${spec.timeoutSeconds} after ${attempts} attempt(s)`,
-    };
+    return finish(
+      Reason.TimedOut,
+      `exceeded timeoutSeconds=${spec.timeoutSeconds} after ${attempts} attempt(s)`,
+    );
   }
   if (reason === Reason.Running) {
     // Running on the status, yet nobody here runs it: the process that did was stopped.
     if (attempts < maxAttempts(run)) {
-      return { type: 'start', attempt: attempts + 1, note: `attempt ${attempts} was interrupted` };
+      return start(run, handlers, attempts + 1, `attempt ${attempts} was interrupted`);
     }
-    return {
-      type: 'finish',
-      reason: Reason.Interrupted,
-      message: `attempt ${attempts} was interrupted (operator restarted or lost leadership) and no retries remain`,
-    };
-  }
-  if (reason === Reason.Retrying && status?.nextRetryAt) {
-    // Wake for the retry or the deadline, whichever comes first, so a timeout is not recorded late.
-    const wakeAt = Math.min(
-      Date.parse(status.nextRetryAt),
-      due?.getTime() ?? Number.POSITIVE_INFINITY,
+    return finish(
+      Reason.Interrupted,
+      `attempt ${attempts} was interrupted (operator restarted or lost leadership) and no retries remain`,
     );
-    const wait = wakeAt - now.getTime();
+  }
+  const retryAt = reason === Reason.Retrying ? timeMs(status?.nextRetryAt) : undefined;
+  if (retryAt !== undefined) {
+    // Wake for the retry or the deadline, whichever comes first, so a timeout is not recorded late.
+    const wait = Math.min(retryAt, due?.getTime() ?? Number.POSITIVE_INFINITY) - now.getTime();
     if (wait > 0) return { type: 'requeue', afterMs: wait };
   }
-  return { type: 'start', attempt: attempts + 1 };
+  return start(run, handlers, attempts + 1);
+}
+
+/**
+ * Starts attempt `attempt` if the run names a handler and its params plan: a run that cannot
+ * start ends with the reason its owner can act on (UnknownAgent, InvalidParams).
+ */
+function start(run: AgentRun, handlers: Handlers, attempt: number, note?: string): Action {
+  const handler = handlers.get(run.spec.agent);
+  if (!handler) return finish(Reason.UnknownAgent, handlers.unknownAgentMessage(run.spec.agent));
+  const params = run.spec.params ?? {};
+  // The CRD cannot bound an object's size in bytes; a run that gets past admission with huge
+  // params must still end readably instead of planning and auditing megabytes.
+  const bytes = Buffer.byteLength(JSON.stringify(params));
+  if (bytes > PARAMS_MAX_BYTES) {
+    return finish(
+      Reason.InvalidParams,
+      `spec.params is ${bytes} bytes of JSON; the limit is ${PARAMS_MAX_BYTES}`,
+    );
+  }
+  const prepared = handler.prepare({
+    objective: run.spec.objective,
+    params,
+    dryRun: run.spec.dryRun,
+  });
+  if (!prepared.ok) return finish(Reason.InvalidParams, prepared.message);
+  return note === undefined
+    ? { type: 'start', attempt, prepared }
+    : { type: 'start', attempt, prepared, note };
+}
+
+function finish(reason: TerminalReason, message: string): Action {
+  return { type: 'finish', reason, message };
+}
+
+/** An RFC 3339 time in ms since the epoch; undefined when absent or unreadable. */
+function timeMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** What to do about a run that should start but found every handler slot taken. */
@@ -193,83 +260,9 @@ export type NoSlotAction =
  */
 export function whenNoSlot(run: AgentRun, now: Date, queuedAfterMs: number): NoSlotAction {
   if (queuedAfterMs <= 0 || run.status?.phase !== undefined) return { type: 'none' };
-  const created = Date.parse(run.metadata.creationTimestamp ?? '');
+  const created = timeMs(run.metadata.creationTimestamp);
   // The API server always sets creationTimestamp; without one the wait cannot be known.
-  if (Number.isNaN(created)) return { type: 'markQueued' };
+  if (created === undefined) return { type: 'markQueued' };
   const left = created + queuedAfterMs - now.getTime();
   return left > 0 ? { type: 'requeue', afterMs: left } : { type: 'markQueued' };
-}
-
-/**
- * Delay before retry number `retry` (1-based): base * 2^(retry-1), capped, as batch/v1 Job does
- * (10 s, 20 s, 40 s ... 6 min by default).
- */
-export function retryDelayMs(retry: number, baseMs: number, maxMs: number): number {
-  return Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
-}
-
-/** How an attempt's handler execution ended. */
-export type AttemptResult =
-  | { readonly kind: 'succeeded'; readonly artifacts: JsonObject }
-  | { readonly kind: 'failed'; readonly error: string }
-  | {
-      readonly kind: 'aborted';
-      /** Shutdown: the operator is stopping and the grace period ran out. */
-      readonly reason: 'Canceled' | 'TimedOut' | 'Shutdown';
-      readonly message: string;
-    };
-
-export interface RetryPolicy {
-  readonly baseMs: number;
-  readonly maxMs: number;
-}
-
-/** The status to write when an attempt's execution ends. */
-export function statusAfterAttempt(
-  run: AgentRun,
-  result: AttemptResult,
-  now: Date,
-  retry: RetryPolicy,
-): AgentRunStatus {
-  const attempt = run.status?.attempts ?? 0;
-  const retriesLeft = attempt < maxAttempts(run);
-  switch (result.kind) {
-    case 'succeeded':
-      return terminalStatus(
-        run,
-        {
-          reason: Reason.Succeeded,
-          message: `attempt ${attempt} succeeded${run.spec.dryRun ? ' (dry run)' : ''}`,
-          artifacts: result.artifacts,
-        },
-        now,
-      );
-    case 'aborted':
-      if (result.reason === 'Shutdown') {
-        const error = `attempt ${attempt} was interrupted: ${result.message}`;
-        return retriesLeft
-          ? retryingStatus(run, error, now, now)
-          : terminalStatus(run, { reason: Reason.Interrupted, message: error, error }, now);
-      }
-      // A timeout is why the attempt failed; a cancellation is not a failure of the attempt.
-      return terminalStatus(
-        run,
-        result.reason === 'TimedOut'
-          ? { reason: result.reason, message: result.message, error: result.message }
-          : { reason: result.reason, message: result.message },
-        now,
-      );
-    case 'failed': {
-      if (retriesLeft) {
-        const retryAt = new Date(now.getTime() + retryDelayMs(attempt, retry.baseMs, retry.maxMs));
-        return retryingStatus(run, result.error, retryAt, now);
-      }
-      const reason = maxAttempts(run) > 1 ? Reason.BackoffLimitExceeded : Reason.Failed;
-      const message =
-        reason === Reason.Failed
-          ? `attempt ${attempt} failed: ${result.error}`
-          : `all ${attempt} attempts failed (backoffLimit=${run.spec.backoffLimit}); last error: ${result.error}`;
-      return terminalStatus(run, { reason, message, error: result.error }, now);
-    }
-  }
 }

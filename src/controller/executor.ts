@@ -1,7 +1,7 @@
 import type { JsonObject } from '../handlers/handler.ts';
 import { errorMessage } from '../handlers/messages.ts';
 import type { Logger } from '../util/log.ts';
-import type { AttemptResult } from './decide.ts';
+import type { AttemptResult } from './run-status.ts';
 
 /** One attempt to execute: what the reconciler hands over after claiming it. */
 export interface Execution {

@@ -124,7 +124,8 @@ function withConditions(
   );
 }
 
-function common(run: AgentRun, phase: Phase): AgentRunStatus {
+/** The fields every status the controller writes carries: the run id, phase and generation. */
+function baseStatus(run: AgentRun, phase: Phase): AgentRunStatus {
   const status: AgentRunStatus = { ...run.status, runId: run.metadata.uid, phase };
   if (run.metadata.generation !== undefined) status.observedGeneration = run.metadata.generation;
   return status;
@@ -136,7 +137,7 @@ function common(run: AgentRun, phase: Phase): AgentRunStatus {
  * run from one no operator has seen.
  */
 export function queuedStatus(run: AgentRun, message: string, now: Date): AgentRunStatus {
-  const status = common(run, 'Pending');
+  const status = baseStatus(run, 'Pending');
   status.conditions = withConditions(status, run, now, {
     status: 'Unknown',
     reason: Reason.Queued,
@@ -153,7 +154,7 @@ export function runningStatus(
   now: Date,
   note?: string,
 ): AgentRunStatus {
-  const status = common(run, 'Running');
+  const status = baseStatus(run, 'Running');
   delete status.nextRetryAt;
   status.attempts = attempt;
   status.startedAt = run.status?.startedAt ?? now.toISOString();
@@ -175,7 +176,7 @@ export function retryingStatus(
   retryAt: Date,
   now: Date,
 ): AgentRunStatus {
-  const status = common(run, 'Running');
+  const status = baseStatus(run, 'Running');
   status.error = truncate(error, ERROR_MAX_LENGTH);
   status.nextRetryAt = retryAt.toISOString();
   const attempt = status.attempts ?? 0;
@@ -200,7 +201,7 @@ export interface Outcome {
 /** The final status of a run. Every terminal outcome sets finishedAt and the duration. */
 export function terminalStatus(run: AgentRun, outcome: Outcome, now: Date): AgentRunStatus {
   const phase = terminalPhase(outcome.reason);
-  const status = common(run, phase);
+  const status = baseStatus(run, phase);
   delete status.nextRetryAt;
   status.attempts = status.attempts ?? 0;
   status.finishedAt = now.toISOString();
@@ -234,4 +235,78 @@ export function capArtifacts(artifacts: JsonObject): JsonObject {
     preview: truncate(json, 1024),
     note: 'artifacts exceed the 4 KiB status cap; the audit log keeps the full copy',
   };
+}
+
+/**
+ * Delay before retry number `retry` (1-based): base * 2^(retry-1), capped, as batch/v1 Job does
+ * (10 s, 20 s, 40 s ... 6 min by default).
+ */
+export function retryDelayMs(retry: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
+}
+
+/** How an attempt's handler execution ended. */
+export type AttemptResult =
+  | { readonly kind: 'succeeded'; readonly artifacts: JsonObject }
+  | { readonly kind: 'failed'; readonly error: string }
+  | {
+      readonly kind: 'aborted';
+      /** Shutdown: the operator is stopping and the grace period ran out. */
+      readonly reason: 'Canceled' | 'TimedOut' | 'Shutdown';
+      readonly message: string;
+    };
+
+export interface RetryPolicy {
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+
+/** The status to write when an attempt's execution ends. */
+export function statusAfterAttempt(
+  run: AgentRun,
+  result: AttemptResult,
+  now: Date,
+  retry: RetryPolicy,
+): AgentRunStatus {
+  const attempt = run.status?.attempts ?? 0;
+  const retriesLeft = attempt < maxAttempts(run);
+  switch (result.kind) {
+    case 'succeeded':
+      return terminalStatus(
+        run,
+        {
+          reason: Reason.Succeeded,
+          message: `attempt ${attempt} succeeded${run.spec.dryRun ? ' (dry run)' : ''}`,
+          artifacts: result.artifacts,
+        },
+        now,
+      );
+    case 'aborted':
+      if (result.reason === 'Shutdown') {
+        const error = `attempt ${attempt} was interrupted: ${result.message}`;
+        return retriesLeft
+          ? retryingStatus(run, error, now, now)
+          : terminalStatus(run, { reason: Reason.Interrupted, message: error, error }, now);
+      }
+      // A timeout is why the attempt failed; a cancellation is not a failure of the attempt.
+      return terminalStatus(
+        run,
+        result.reason === 'TimedOut'
+          ? { reason: result.reason, message: result.message, error: result.message }
+          : { reason: result.reason, message: result.message },
+        now,
+      );
+    case 'failed': {
+      if (retriesLeft) {
+        const retryAt = new Date(now.getTime() + retryDelayMs(attempt, retry.baseMs, retry.maxMs));
+        return retryingStatus(run, result.error, retryAt, now);
+      }
+      const reason = maxAttempts(run) > 1 ? Reason.BackoffLimitExceeded : Reason.Failed;
+      const message =
+        reason === Reason.Failed
+          ? `attempt ${attempt} failed: ${result.error}`
+          : `all ${attempt} attempts failed (backoffLimit=${run.spec.backoffLimit}); last error: ${result.error}`;
+      return terminalStatus(run, { reason, message, error: result.error }, now);
+    }
+  }
 }

@@ -3,7 +3,7 @@ import {
   ConflictError,
   KubeAgentRunWriter,
   NotFoundError,
-} from '../../src/controller/agentrun-client.ts';
+} from '../../src/controller/agentrun-writer.ts';
 import { runningStatus } from '../../src/controller/run-status.ts';
 import { AgentRuns } from '../support/agentruns.ts';
 import { installCrd } from '../support/crds.ts';
@@ -60,10 +60,16 @@ describe('KubeAgentRunWriter', () => {
 
   it('updates finalizers only on the version it read', async () => {
     const run = await runs.create('fin', { agent: 'noop' });
-    const withFinalizer = await writer.setFinalizers(run, ['example.com/keep']);
+    const withFinalizer = await writer.addFinalizer(run, 'example.com/keep');
     expect(withFinalizer.metadata.finalizers).toEqual(['example.com/keep']);
-    await expect(writer.setFinalizers(run, [])).rejects.toBeInstanceOf(ConflictError);
-    const cleared = await writer.setFinalizers(withFinalizer, []);
-    expect(cleared.metadata.finalizers ?? []).toEqual([]);
+    // Read before the first finalizer was added: writing it would drop that one.
+    await expect(writer.addFinalizer(run, 'example.com/other')).rejects.toBeInstanceOf(
+      ConflictError,
+    );
+    const both = await writer.addFinalizer(withFinalizer, 'example.com/other');
+    expect(both.metadata.finalizers).toEqual(['example.com/keep', 'example.com/other']);
+    const cleared = await writer.removeFinalizer(both, 'example.com/keep');
+    expect(cleared.metadata.finalizers).toEqual(['example.com/other']);
+    await writer.removeFinalizer(cleared, 'example.com/other');
   });
 });

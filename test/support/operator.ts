@@ -1,7 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { afterEach } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.ts';
-import type { RunEvents } from '../../src/controller/reconciler.ts';
+import type { RunEvents } from '../../src/controller/agentrun-reconciler.ts';
 import type { Handler } from '../../src/handlers/handler.ts';
 import { createOperator, type Operator } from '../../src/operator.ts';
 import { createLogger, type Logger, type LogLevel, silentLogger } from '../../src/util/log.ts';

@@ -15,7 +15,9 @@ import {
   at,
   finished,
   GENERATION,
+  HANDLERS,
   MINUTE,
+  PREPARED,
   protectedRun,
   retrying,
   running,
@@ -195,17 +197,21 @@ describe('decide, terminal run, auditing off: the behaviour without audit', () =
     for (const audited of AUDITED_STATES) {
       const run = ended('Succeeded', shape, audited);
       const now = nowOf(shape);
-      expect(decide({ run, executing: false, now }), stateName(audited)).toStrictEqual(shape.old);
       expect(
-        decide({ run, executing: false, now, audit: undefined }),
+        decide({ handlers: HANDLERS, run, executing: false, now }),
+        stateName(audited),
+      ).toStrictEqual(shape.old);
+      expect(
+        decide({ handlers: HANDLERS, run, executing: false, now, audit: undefined }),
         `${stateName(audited)}, audit: undefined`,
       ).toStrictEqual(shape.old);
       // Even long past any deadline: without auditing there is nothing to give up.
       const late = at(365 * 24 * 60 * MINUTE);
       const lateExpected = shape.old.type === 'requeue' ? DELETE : shape.old;
-      expect(decide({ run, executing: false, now: late }), stateName(audited)).toStrictEqual(
-        lateExpected,
-      );
+      expect(
+        decide({ handlers: HANDLERS, run, executing: false, now: late }),
+        stateName(audited),
+      ).toStrictEqual(lateExpected);
     }
   });
 });
@@ -216,7 +222,7 @@ describe('decide, terminal run, Audited=True: the behaviour without audit', () =
       const run = ended('Succeeded', shape, AuditReason.Recorded);
       for (const audit of ALL_VIEWS) {
         expect(
-          decide({ run, executing: false, now: nowOf(shape), audit }),
+          decide({ handlers: HANDLERS, run, executing: false, now: nowOf(shape), audit }),
           `${shape.name}, ${viewName(audit)}`,
         ).toStrictEqual(shape.old);
       }
@@ -232,7 +238,7 @@ describe('decide, terminal run, not audited and committed -> markAudited', () =>
         const run = ended('Succeeded', shape, audited);
         for (const audit of ALL_VIEWS.filter((v) => v.committed)) {
           expect(
-            decide({ run, executing: false, now: nowOf(shape), audit }),
+            decide({ handlers: HANDLERS, run, executing: false, now: nowOf(shape), audit }),
             `${shape.name}, ${stateName(audited)}, ${viewName(audit)}`,
           ).toStrictEqual(MARK_AUDITED);
         }
@@ -244,7 +250,13 @@ describe('decide, terminal run, not audited and committed -> markAudited', () =>
     const shape = SHAPES.find((s) => s.name === 'deleting, no finalizer, TTL 0') as Shape;
     const run = ended('Failed', shape, AuditReason.Abandoned);
     expect(
-      decide({ run, executing: false, now: at(24 * 60 * MINUTE), audit: view(true, false) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: at(24 * 60 * MINUTE),
+        audit: view(true, false),
+      }),
     ).toStrictEqual(MARK_AUDITED);
   });
 });
@@ -255,7 +267,13 @@ describe('decide, terminal run, not committed and not pending -> audit', () => {
       for (const audited of NOT_YET_AUDITED) {
         const run = ended('Succeeded', shape, audited);
         expect(
-          decide({ run, executing: false, now: nowOf(shape), audit: view(false, false) }),
+          decide({
+            handlers: HANDLERS,
+            run,
+            executing: false,
+            now: nowOf(shape),
+            audit: view(false, false),
+          }),
           `${shape.name}, ${stateName(audited)}`,
         ).toStrictEqual(AUDIT);
       }
@@ -266,7 +284,13 @@ describe('decide, terminal run, not committed and not pending -> audit', () => {
     const shape = SHAPES[0] as Shape;
     const run = ended('Succeeded', shape, undefined);
     expect(
-      decide({ run, executing: false, now: FINISHED_AT, audit: view(false, false, 1) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: FINISHED_AT,
+        audit: view(false, false, 1),
+      }),
     ).toStrictEqual(AUDIT);
   });
 
@@ -277,12 +301,18 @@ describe('decide, terminal run, not committed and not pending -> audit', () => {
     const refused = view(false, false, DEADLINE, T0.getTime());
     for (const late of [0, 1, 60 * SECOND]) {
       expect(
-        decide({ run, executing: false, now: at(DEADLINE + late), audit: refused }),
+        decide({
+          handlers: HANDLERS,
+          run,
+          executing: false,
+          now: at(DEADLINE + late),
+          audit: refused,
+        }),
       ).toStrictEqual(ABANDON);
     }
-    expect(decide({ run, executing: false, now: at(DEADLINE - 1), audit: refused })).toStrictEqual(
-      AUDIT,
-    );
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: at(DEADLINE - 1), audit: refused }),
+    ).toStrictEqual(AUDIT);
   });
 });
 
@@ -302,6 +332,7 @@ describe('decide, terminal run, never queued by this process (start-up) -> audit
         for (const deadlineMs of [DEADLINE, 0]) {
           expect(
             decide({
+              handlers: HANDLERS,
               run,
               executing: false,
               now: nowOf(shape),
@@ -312,7 +343,13 @@ describe('decide, terminal run, never queued by this process (start-up) -> audit
         }
         // A commit seen here still wins.
         expect(
-          decide({ run, executing: false, now: nowOf(shape), audit: neverTried(true) }),
+          decide({
+            handlers: HANDLERS,
+            run,
+            executing: false,
+            now: nowOf(shape),
+            audit: neverTried(true),
+          }),
           label,
         ).toStrictEqual(MARK_AUDITED);
       }
@@ -322,7 +359,13 @@ describe('decide, terminal run, never queued by this process (start-up) -> audit
   it('a run already Audited is left alone', () => {
     const run = ended('Succeeded', SHAPES[0] as Shape, AuditReason.Recorded);
     expect(
-      decide({ run, executing: false, now: FINISHED_AT, audit: neverTried(false) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: FINISHED_AT,
+        audit: neverTried(false),
+      }),
     ).toStrictEqual(NONE);
   });
 
@@ -332,15 +375,21 @@ describe('decide, terminal run, never queued by this process (start-up) -> audit
     const triedAt = FINISHED_AT.getTime() + 2 * 60 * MINUTE;
     const pending = view(false, true, DEADLINE, triedAt);
     const later = (ms: number) => new Date(triedAt + ms);
-    expect(decide({ run, executing: false, now: later(0), audit: pending })).toStrictEqual(
-      requeue(DEADLINE),
-    );
     expect(
-      decide({ run, executing: false, now: later(DEADLINE - 1), audit: pending }),
+      decide({ handlers: HANDLERS, run, executing: false, now: later(0), audit: pending }),
+    ).toStrictEqual(requeue(DEADLINE));
+    expect(
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: later(DEADLINE - 1),
+        audit: pending,
+      }),
     ).toStrictEqual(requeue(1));
-    expect(decide({ run, executing: false, now: later(DEADLINE), audit: pending })).toStrictEqual(
-      ABANDON,
-    );
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: later(DEADLINE), audit: pending }),
+    ).toStrictEqual(ABANDON);
   });
 
   it('a run given up earlier is tried once, without holding it again', () => {
@@ -358,13 +407,20 @@ describe('decide, terminal run, never queued by this process (start-up) -> audit
       [view(true, false, DEADLINE, triedAt), MARK_AUDITED],
     ];
     for (const [audit, expected] of steps) {
-      expect(decide({ run, executing: false, now, audit }), viewName(audit)).toStrictEqual(
-        expected,
-      );
+      expect(
+        decide({ handlers: HANDLERS, run, executing: false, now, audit }),
+        viewName(audit),
+      ).toStrictEqual(expected);
     }
     const held = protectedRun(run);
     expect(
-      decide({ run: held, executing: false, now, audit: view(false, true, DEADLINE, triedAt) }),
+      decide({
+        handlers: HANDLERS,
+        run: held,
+        executing: false,
+        now,
+        audit: view(false, true, DEADLINE, triedAt),
+      }),
     ).toStrictEqual(RELEASE);
   });
 });
@@ -386,7 +442,7 @@ describe('decide, terminal run, row pending before the deadline', () => {
         const expected =
           !shape.ours && !shape.deleting ? PROTECT : requeue(GIVE_UP_AT - now.getTime());
         expect(
-          decide({ run, executing: false, now, audit: view(false, true) }),
+          decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, true) }),
           `${shape.name}, ${stateName(audited)}`,
         ).toStrictEqual(expected);
       }
@@ -402,7 +458,7 @@ describe('decide, terminal run, row pending before the deadline', () => {
           const shape: Shape = { name: '', ttl, ours: false, deleting: false, since, old: NONE };
           const run = ended('Succeeded', shape, AuditReason.Pending);
           expect(
-            decide({ run, executing: false, now, audit: view(false, true) }),
+            decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, true) }),
             `ttl=${ttl}`,
           ).toStrictEqual(PROTECT);
         }
@@ -418,7 +474,7 @@ describe('decide, terminal run, row pending before the deadline', () => {
             const shape: Shape = { name: '', ttl, ours: true, deleting, since, old: NONE };
             const run = ended('Succeeded', shape, AuditReason.Pending);
             expect(
-              decide({ run, executing: false, now, audit: view(false, true) }),
+              decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, true) }),
               `ttl=${ttl} deleting=${deleting}`,
             ).toStrictEqual(requeue(DEADLINE - since));
           }
@@ -442,7 +498,7 @@ describe('decide, terminal run, row pending before the deadline', () => {
           };
           const run = ended('Succeeded', shape, AuditReason.Pending);
           expect(
-            decide({ run, executing: false, now, audit: view(false, true) }),
+            decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, true) }),
             `foreign=${foreign}`,
           ).toStrictEqual(requeue(DEADLINE - since));
         }
@@ -462,7 +518,13 @@ describe('decide, terminal run, row pending before the deadline', () => {
     const run = ended('Succeeded', shape, AuditReason.Pending);
     const now = new Date(FINISHED_AT.getTime() + since);
     expect(
-      decide({ run, executing: false, now, audit: view(false, true, deadlineMs) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now,
+        audit: view(false, true, deadlineMs),
+      }),
     ).toStrictEqual(requeue(after));
   });
 
@@ -474,7 +536,13 @@ describe('decide, terminal run, row pending before the deadline', () => {
       finishedAt: '2026-03-01T10:00:05.250Z',
     });
     expect(
-      decide({ run, executing: false, now: at(5 * SECOND), audit: view(false, true, SECOND) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: at(5 * SECOND),
+        audit: view(false, true, SECOND),
+      }),
     ).toStrictEqual(requeue(1250));
   });
 });
@@ -491,7 +559,13 @@ describe('decide, terminal run, row pending at or after the deadline -> abandonA
       for (const audited of NOT_YET_AUDITED) {
         const run = ended('Succeeded', shape, audited);
         expect(
-          decide({ run, executing: false, now: nowOf(shape), audit: view(false, true, 0) }),
+          decide({
+            handlers: HANDLERS,
+            run,
+            executing: false,
+            now: nowOf(shape),
+            audit: view(false, true, 0),
+          }),
           `${shape.name}, ${stateName(audited)}`,
         ).toStrictEqual(ABANDON);
       }
@@ -504,7 +578,7 @@ describe('decide, terminal run, row pending at or after the deadline -> abandonA
       for (const audited of NOT_YET_AUDITED) {
         const run = ended('Succeeded', shape, audited);
         expect(
-          decide({ run, executing: false, now, audit: view(false, true) }),
+          decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, true) }),
           `${shape.name}, ${stateName(audited)}`,
         ).toStrictEqual(ABANDON);
       }
@@ -515,10 +589,22 @@ describe('decide, terminal run, row pending at or after the deadline -> abandonA
     const shape: Shape = { name: '', ours: true, deleting: false, since: 0, old: NONE };
     const run = ended('Succeeded', shape, AuditReason.Pending);
     expect(
-      decide({ run, executing: false, now: new Date(GIVE_UP_AT - 1), audit: view(false, true) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: new Date(GIVE_UP_AT - 1),
+        audit: view(false, true),
+      }),
     ).toStrictEqual(requeue(1));
     expect(
-      decide({ run, executing: false, now: new Date(GIVE_UP_AT), audit: view(false, true) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: new Date(GIVE_UP_AT),
+        audit: view(false, true),
+      }),
     ).toStrictEqual(ABANDON);
   });
 
@@ -534,17 +620,17 @@ describe('decide, terminal run, row pending at or after the deadline -> abandonA
       metadata: { finalizers: [FINALIZER] },
       status: { phase: 'Failed', conditions: [condition] },
     });
-    expect(decide({ run, executing: false, now: T0, audit: view(false, true) })).toStrictEqual(
-      ABANDON,
-    );
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: T0, audit: view(false, true) }),
+    ).toStrictEqual(ABANDON);
     // Not pending either: no deadline can be computed, so it is abandoned (the row is still
     // queued best-effort by the reconciler); committed: record it.
-    expect(decide({ run, executing: false, now: T0, audit: view(false, false) })).toStrictEqual(
-      ABANDON,
-    );
-    expect(decide({ run, executing: false, now: T0, audit: view(true, true) })).toStrictEqual(
-      MARK_AUDITED,
-    );
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: T0, audit: view(false, false) }),
+    ).toStrictEqual(ABANDON);
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: T0, audit: view(true, true) }),
+    ).toStrictEqual(MARK_AUDITED);
   });
 });
 
@@ -554,7 +640,7 @@ describe('decide, terminal run, Abandoned and not committed: the behaviour witho
       const run = ended('Succeeded', shape, AuditReason.Abandoned);
       for (const audit of ALL_VIEWS.filter((v) => !v.committed)) {
         expect(
-          decide({ run, executing: false, now: nowOf(shape), audit }),
+          decide({ handlers: HANDLERS, run, executing: false, now: nowOf(shape), audit }),
           `${shape.name}, ${viewName(audit)}`,
         ).toStrictEqual(shape.old);
       }
@@ -565,7 +651,13 @@ describe('decide, terminal run, Abandoned and not committed: the behaviour witho
     const shape: Shape = { name: '', ttl: 0, ours: false, deleting: false, since: 0, old: NONE };
     const run = ended('Succeeded', shape, AuditReason.Abandoned);
     expect(
-      decide({ run, executing: false, now: FINISHED_AT, audit: view(false, true) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: FINISHED_AT,
+        audit: view(false, true),
+      }),
     ).toStrictEqual(DELETE);
   });
 });
@@ -578,7 +670,13 @@ describe('decide, terminal run, TTL while the row is pending', () => {
           const shape: Shape = { name: '', ttl, ours, deleting: false, since, old: NONE };
           const run = ended('Succeeded', shape, AuditReason.Pending);
           const now = new Date(FINISHED_AT.getTime() + since);
-          const action = decide({ run, executing: false, now, audit: view(false, true) });
+          const action = decide({
+            handlers: HANDLERS,
+            run,
+            executing: false,
+            now,
+            audit: view(false, true),
+          });
           const label = `ttl=${ttl} finalizer=${ours} +${since}ms`;
           expect(action.type, label).not.toBe('delete');
           expect(action, label).toStrictEqual(ours ? requeue(DEADLINE - since) : PROTECT);
@@ -591,7 +689,13 @@ describe('decide, terminal run, TTL while the row is pending', () => {
     const shape: Shape = { name: '', ttl: 30, ours: true, deleting: false, since: 0, old: NONE };
     const run = ended('Succeeded', shape, AuditReason.Pending);
     expect(
-      decide({ run, executing: false, now: FINISHED_AT, audit: view(false, true) }),
+      decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now: FINISHED_AT,
+        audit: view(false, true),
+      }),
     ).toStrictEqual(requeue(DEADLINE));
   });
 });
@@ -604,7 +708,7 @@ describe('decide, terminal run, executing: none before any audit decision', () =
         for (const audit of [undefined, ...ALL_VIEWS]) {
           for (const now of [nowOf(shape), new Date(GIVE_UP_AT + DEADLINE)]) {
             expect(
-              decide({ run, executing: true, now, audit }),
+              decide({ handlers: HANDLERS, run, executing: true, now, audit }),
               `${shape.name}, ${stateName(audited)}, ${viewName(audit)}, now=${now.toISOString()}`,
             ).toStrictEqual(NONE);
           }
@@ -670,8 +774,14 @@ describe('decide, terminal run: every terminal reason is treated alike', () => {
               for (const executing of [false, true]) {
                 for (const since of new Set([shape.since, ...times])) {
                   const now = new Date(FINISHED_AT.getTime() + since);
-                  const expected = decide({ run: succeeded, executing, now, audit });
-                  const actual = decide({ run, executing, now, audit });
+                  const expected = decide({
+                    handlers: HANDLERS,
+                    run: succeeded,
+                    executing,
+                    now,
+                    audit,
+                  });
+                  const actual = decide({ handlers: HANDLERS, run, executing, now, audit });
                   seen.add(expected.type);
                   if (!isDeepStrictEqual(actual, expected)) {
                     differ.push(
@@ -695,13 +805,13 @@ describe('decide, terminal run: every terminal reason is treated alike', () => {
 describe('decide: a non-terminal run ignores the audit view', () => {
   const base = agentRun({ spec: { backoffLimit: 2 } });
   const states: readonly [string, AgentRun, boolean, Action][] = [
-    ['fresh', base, false, { type: 'start', attempt: 1 }],
+    ['fresh', base, false, { type: 'start', prepared: PREPARED, attempt: 1 }],
     ['running, executing here', running(base, 1, T0), true, NONE],
     [
       'running, nobody executes it',
       running(base, 1, T0),
       false,
-      { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' },
+      { type: 'start', prepared: PREPARED, attempt: 2, note: 'attempt 1 was interrupted' },
     ],
     [
       'retrying, not due',
@@ -713,9 +823,12 @@ describe('decide: a non-terminal run ignores the audit view', () => {
 
   it.each(states)('%s', (_name, run, executing, expected) => {
     const now = at(SECOND);
-    expect(decide({ run, executing, now })).toStrictEqual(expected);
+    expect(decide({ handlers: HANDLERS, run, executing, now })).toStrictEqual(expected);
     for (const audit of ALL_VIEWS) {
-      expect(decide({ run, executing, now, audit }), viewName(audit)).toStrictEqual(expected);
+      expect(
+        decide({ handlers: HANDLERS, run, executing, now, audit }),
+        viewName(audit),
+      ).toStrictEqual(expected);
     }
   });
 });
@@ -758,7 +871,7 @@ describe('decide, terminal run: whole lives with auditing on', () => {
     ];
     for (const [since, audit, expected] of steps) {
       const now = new Date(FINISHED_AT.getTime() + since);
-      const action = decide({ run, executing: false, now, audit });
+      const action = decide({ handlers: HANDLERS, run, executing: false, now, audit });
       expect(action, `+${since}ms`).toStrictEqual(expected);
       run = apply(run, action, now);
     }
@@ -777,7 +890,13 @@ describe('decide, terminal run: whole lives with auditing on', () => {
     ];
     for (const [since, expected] of steps) {
       const now = new Date(FINISHED_AT.getTime() + since);
-      const action = decide({ run, executing: false, now, audit: view(false, true) });
+      const action = decide({
+        handlers: HANDLERS,
+        run,
+        executing: false,
+        now,
+        audit: view(false, true),
+      });
       expect(action, `+${since}ms`).toStrictEqual(expected);
       run = apply(run, action, now);
     }
@@ -798,7 +917,7 @@ describe('decide, terminal run: whole lives with auditing on', () => {
     ];
     for (const [audit, expected] of steps) {
       const now = at(5 * SECOND + MINUTE);
-      const action = decide({ run, executing: false, now, audit });
+      const action = decide({ handlers: HANDLERS, run, executing: false, now, audit });
       expect(action, viewName(audit)).toStrictEqual(expected);
       run = apply(run, action, now);
     }
@@ -808,15 +927,21 @@ describe('decide, terminal run: whole lives with auditing on', () => {
     const shape: Shape = { name: '', ours: true, deleting: true, since: 0, old: NONE };
     let run = ended('Canceled', shape, AuditReason.Pending);
     const now = at(5 * SECOND + MINUTE);
-    expect(decide({ run, executing: false, now, audit: view(false, true) })).toStrictEqual(
-      requeue(DEADLINE - MINUTE),
-    );
-    const action = decide({ run, executing: false, now, audit: view(true, false) });
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, true) }),
+    ).toStrictEqual(requeue(DEADLINE - MINUTE));
+    const action = decide({
+      handlers: HANDLERS,
+      run,
+      executing: false,
+      now,
+      audit: view(true, false),
+    });
     expect(action).toStrictEqual(MARK_AUDITED);
     run = apply(run, action, now);
-    expect(decide({ run, executing: false, now, audit: view(false, false) })).toStrictEqual(
-      RELEASE,
-    );
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now, audit: view(false, false) }),
+    ).toStrictEqual(RELEASE);
   });
 });
 
@@ -974,16 +1099,26 @@ describe('decide, a finished run whose spec changed afterwards (kstatus observed
   const bumped: AgentRun = { ...done, metadata: { ...done.metadata, generation: GENERATION + 1 } };
 
   it('acknowledges the new generation once (observe), before anything else', () => {
-    expect(decide({ run: bumped, executing: false, now: at(SECOND) })).toStrictEqual({
+    expect(
+      decide({ handlers: HANDLERS, run: bumped, executing: false, now: at(SECOND) }),
+    ).toStrictEqual({
       type: 'observe',
     });
     expect(
-      decide({ run: bumped, executing: false, now: at(SECOND), audit: view(false, false) }),
+      decide({
+        handlers: HANDLERS,
+        run: bumped,
+        executing: false,
+        now: at(SECOND),
+        audit: view(false, false),
+      }),
     ).toStrictEqual({ type: 'observe' });
   });
 
   it('waits while the outcome is still being written, and is quiet once observed', () => {
-    expect(decide({ run: bumped, executing: true, now: at(SECOND) })).toStrictEqual({
+    expect(
+      decide({ handlers: HANDLERS, run: bumped, executing: true, now: at(SECOND) }),
+    ).toStrictEqual({
       type: 'none',
     });
     const observed: AgentRun = { ...bumped, status: observedStatus(bumped) };
@@ -991,7 +1126,9 @@ describe('decide, a finished run whose spec changed afterwards (kstatus observed
     expect(observed.status?.conditions?.every((c) => c.observedGeneration === GENERATION + 1)).toBe(
       true,
     );
-    expect(decide({ run: observed, executing: false, now: at(SECOND) })).toStrictEqual({
+    expect(
+      decide({ handlers: HANDLERS, run: observed, executing: false, now: at(SECOND) }),
+    ).toStrictEqual({
       type: 'none',
     });
   });

@@ -1,38 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { type AgentRun, agentRunSchema } from '../../../src/api/agentrun.ts';
-import { type Condition, findCondition, rfc3339 } from '../../../src/api/conditions.ts';
+import { type AgentRun, PARAMS_MAX_BYTES } from '../../../src/api/agentrun.ts';
+import { type Condition, rfc3339 } from '../../../src/api/conditions.ts';
 import type { TerminalReason } from '../../../src/api/reasons.ts';
-import {
-  type Action,
-  type AttemptResult,
-  decide,
-  FINALIZER,
-  retryDelayMs,
-  statusAfterAttempt,
-  whenNoSlot,
-} from '../../../src/controller/decide.ts';
-import { queuedStatus, STATUS_ARTIFACTS_MAX_BYTES } from '../../../src/controller/run-status.ts';
+import { type Action, decide, FINALIZER, whenNoSlot } from '../../../src/controller/decide.ts';
+import { queuedStatus } from '../../../src/controller/run-status.ts';
 import {
   agentRun,
   at,
-  conditionSummary,
   deleting,
   finished,
-  GENERATION,
+  HANDLERS,
   MINUTE,
-  PLAN,
+  PREPARED,
   protectedRun,
-  RETRY,
   retrying,
   running,
   SECOND,
   T0,
   TERMINAL_REASONS,
-  UID,
   withStatus,
 } from './fixtures.ts';
 
-const START = { type: 'start', attempt: 1 } as const;
+const START = { type: 'start', prepared: PREPARED, attempt: 1 } as const;
 const NONE = { type: 'none' } as const;
 
 function canceled(message: string): Action {
@@ -75,12 +64,12 @@ describe('decide: a fresh run', () => {
       START,
     ],
   ])('%s', (_name, run, executing, expected) => {
-    expect(decide({ run, executing, now: T0 })).toStrictEqual(expected);
+    expect(decide({ handlers: HANDLERS, run, executing, now: T0 })).toStrictEqual(expected);
   });
 
   it('starts with no note on the action', () => {
-    const action = decide({ run: agentRun(), executing: false, now: T0 });
-    expect(Object.keys(action).sort()).toEqual(['attempt', 'type']);
+    const action = decide({ handlers: HANDLERS, run: agentRun(), executing: false, now: T0 });
+    expect(Object.keys(action).sort()).toEqual(['attempt', 'prepared', 'type']);
   });
 });
 
@@ -96,7 +85,9 @@ describe('decide: a queued run (no free slot before)', () => {
     ],
     ['deleted: Canceled', deleting(queued), canceled('deleted before it finished')],
   ])('%s', (_name, run, expected) => {
-    expect(decide({ run, executing: false, now: at(MINUTE) })).toStrictEqual(expected);
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: at(MINUTE) })).toStrictEqual(
+      expected,
+    );
   });
 });
 
@@ -158,13 +149,19 @@ describe('decide: terminal runs', () => {
     return finished(running(run, 1, T0), reason, FINISHED_AT);
   }
 
-  describe.each(TERMINAL_REASONS)('%s', (reason) => {
+  // decide() never reads why a run ended: these cases use Failed, and the last test checks that
+  // every other reason gets the same answers.
+  describe('ended (any reason)', () => {
+    const reason: TerminalReason = 'Failed';
+
     it('without a TTL -> none, now and much later', () => {
       const run = ended(reason);
-      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual(NONE);
-      expect(decide({ run, executing: false, now: at(365 * 24 * 60 * MINUTE) })).toStrictEqual(
+      expect(decide({ handlers: HANDLERS, run, executing: false, now: FINISHED_AT })).toStrictEqual(
         NONE,
       );
+      expect(
+        decide({ handlers: HANDLERS, run, executing: false, now: at(365 * 24 * 60 * MINUTE) }),
+      ).toStrictEqual(NONE);
     });
 
     it.each<[string, number, Action]>([
@@ -176,34 +173,46 @@ describe('decide: terminal runs', () => {
     ])('ttlSecondsAfterFinished=60, %s', (_name, sinceFinished, expected) => {
       const run = ended(reason, { ttlSecondsAfterFinished: 60 });
       const now = new Date(FINISHED_AT.getTime() + sinceFinished);
-      expect(decide({ run, executing: false, now })).toStrictEqual(expected);
+      expect(decide({ handlers: HANDLERS, run, executing: false, now })).toStrictEqual(expected);
     });
 
     it('ttlSecondsAfterFinished=0 -> delete as soon as it finished', () => {
       const run = ended(reason, { ttlSecondsAfterFinished: 0 });
-      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual({
-        type: 'delete',
-      });
+      expect(decide({ handlers: HANDLERS, run, executing: false, now: FINISHED_AT })).toStrictEqual(
+        {
+          type: 'delete',
+        },
+      );
     });
 
     it('holding the finalizer and not executing -> releaseFinalizer (before TTL or delete)', () => {
       const run = protectedRun(ended(reason, { ttlSecondsAfterFinished: 0 }));
-      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual({
-        type: 'releaseFinalizer',
-      });
+      expect(decide({ handlers: HANDLERS, run, executing: false, now: FINISHED_AT })).toStrictEqual(
+        {
+          type: 'releaseFinalizer',
+        },
+      );
       const gone = deleting(ended(reason), FINISHED_AT);
-      expect(decide({ run: gone, executing: false, now: FINISHED_AT })).toStrictEqual({
+      expect(
+        decide({ handlers: HANDLERS, run: gone, executing: false, now: FINISHED_AT }),
+      ).toStrictEqual({
         type: 'releaseFinalizer',
       });
     });
 
     it('holding the finalizer while still executing -> none: keeps it until the outcome is written', () => {
       const noTtl = protectedRun(ended(reason));
-      expect(decide({ run: noTtl, executing: true, now: FINISHED_AT })).toStrictEqual(NONE);
+      expect(
+        decide({ handlers: HANDLERS, run: noTtl, executing: true, now: FINISHED_AT }),
+      ).toStrictEqual(NONE);
       const ttl = protectedRun(ended(reason, { ttlSecondsAfterFinished: 30 }));
-      expect(decide({ run: ttl, executing: true, now: at(15 * SECOND) })).toStrictEqual(NONE);
+      expect(
+        decide({ handlers: HANDLERS, run: ttl, executing: true, now: at(15 * SECOND) }),
+      ).toStrictEqual(NONE);
       const gone = deleting(ended(reason), FINISHED_AT);
-      expect(decide({ run: gone, executing: true, now: FINISHED_AT })).toStrictEqual(NONE);
+      expect(
+        decide({ handlers: HANDLERS, run: gone, executing: true, now: FINISHED_AT }),
+      ).toStrictEqual(NONE);
     });
 
     it.each<[string, number]>([
@@ -214,11 +223,17 @@ describe('decide: terminal runs', () => {
       'executing, without the finalizer -> none, no requeue or delete (%s)',
       (_name, sinceStart) => {
         const run = ended(reason, { ttlSecondsAfterFinished: 30 });
-        expect(decide({ run, executing: true, now: at(sinceStart) })).toStrictEqual(NONE);
+        expect(
+          decide({ handlers: HANDLERS, run, executing: true, now: at(sinceStart) }),
+        ).toStrictEqual(NONE);
         const zero = ended(reason, { ttlSecondsAfterFinished: 0 });
-        expect(decide({ run: zero, executing: true, now: at(sinceStart) })).toStrictEqual(NONE);
+        expect(
+          decide({ handlers: HANDLERS, run: zero, executing: true, now: at(sinceStart) }),
+        ).toStrictEqual(NONE);
         // Once the outcome write is done, the TTL applies as usual.
-        expect(decide({ run: zero, executing: false, now: at(sinceStart) })).toStrictEqual({
+        expect(
+          decide({ handlers: HANDLERS, run: zero, executing: false, now: at(sinceStart) }),
+        ).toStrictEqual({
           type: 'delete',
         });
       },
@@ -226,7 +241,9 @@ describe('decide: terminal runs', () => {
 
     it('executing while deleted without our finalizer -> none', () => {
       const run = deleting(ended(reason, { ttlSecondsAfterFinished: 0 }), FINISHED_AT, []);
-      expect(decide({ run, executing: true, now: at(10 * MINUTE) })).toStrictEqual(NONE);
+      expect(
+        decide({ handlers: HANDLERS, run, executing: true, now: at(10 * MINUTE) }),
+      ).toStrictEqual(NONE);
     });
 
     it('only foreign finalizers -> not ours to release', () => {
@@ -235,27 +252,58 @@ describe('decide: terminal runs', () => {
         ...run,
         metadata: { ...run.metadata, finalizers: ['example.com/archive'] },
       };
-      expect(decide({ run: foreign, executing: false, now: FINISHED_AT })).toStrictEqual(NONE);
+      expect(
+        decide({ handlers: HANDLERS, run: foreign, executing: false, now: FINISHED_AT }),
+      ).toStrictEqual(NONE);
     });
 
     it('being deleted without our finalizer -> none, even when the TTL is due', () => {
       const run = deleting(ended(reason, { ttlSecondsAfterFinished: 0 }), FINISHED_AT, []);
-      expect(decide({ run, executing: false, now: at(10 * MINUTE) })).toStrictEqual(NONE);
+      expect(
+        decide({ handlers: HANDLERS, run, executing: false, now: at(10 * MINUTE) }),
+      ).toStrictEqual(NONE);
     });
 
     it('a late cancel is ignored', () => {
       const run = ended(reason, { cancel: true });
-      expect(decide({ run, executing: false, now: FINISHED_AT })).toStrictEqual(NONE);
-      expect(decide({ run, executing: true, now: FINISHED_AT })).toStrictEqual(NONE);
+      expect(decide({ handlers: HANDLERS, run, executing: false, now: FINISHED_AT })).toStrictEqual(
+        NONE,
+      );
+      expect(decide({ handlers: HANDLERS, run, executing: true, now: FINISHED_AT })).toStrictEqual(
+        NONE,
+      );
     });
 
     it('past the run deadline -> still no TimedOut, nothing to do', () => {
       const run = ended(reason, { ttlSecondsAfterFinished: 3600 });
-      expect(decide({ run, executing: false, now: at(20 * MINUTE) })).toStrictEqual({
+      expect(
+        decide({ handlers: HANDLERS, run, executing: false, now: at(20 * MINUTE) }),
+      ).toStrictEqual({
         type: 'requeue',
         afterMs: 3600 * SECOND - (20 * MINUTE - 5 * SECOND),
       });
     });
+  });
+
+  it('every terminal reason is treated alike', () => {
+    const shapes: [AgentRun, Date, boolean][] = [
+      [ended('Failed'), FINISHED_AT, false],
+      [ended('Failed', { ttlSecondsAfterFinished: 60 }), at(10 * SECOND), false],
+      [ended('Failed', { ttlSecondsAfterFinished: 0 }), FINISHED_AT, false],
+      [protectedRun(ended('Failed', { ttlSecondsAfterFinished: 0 })), FINISHED_AT, false],
+      [deleting(ended('Failed'), FINISHED_AT), FINISHED_AT, false],
+      [protectedRun(ended('Failed')), FINISHED_AT, true],
+      [ended('Failed', { cancel: true }), FINISHED_AT, false],
+    ];
+    for (const reason of TERMINAL_REASONS) {
+      for (const [failed, now, executing] of shapes) {
+        // The same run, object and clock, ended with `reason` instead.
+        const run = finished(failed, reason, FINISHED_AT);
+        expect(decide({ handlers: HANDLERS, run, executing, now }), reason).toStrictEqual(
+          decide({ handlers: HANDLERS, run: failed, executing, now }),
+        );
+      }
+    }
   });
 
   it('a run that finished without ever starting follows the same TTL', () => {
@@ -264,11 +312,15 @@ describe('decide: terminal runs', () => {
       'Canceled',
       T0,
     );
-    expect(decide({ run, executing: false, now: at(4 * SECOND) })).toStrictEqual({
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: at(4 * SECOND) }),
+    ).toStrictEqual({
       type: 'requeue',
       afterMs: 6_000,
     });
-    expect(decide({ run, executing: false, now: at(10 * SECOND) })).toStrictEqual({
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: at(10 * SECOND) }),
+    ).toStrictEqual({
       type: 'delete',
     });
   });
@@ -285,7 +337,9 @@ describe('decide: terminal runs', () => {
       spec: { ttlSecondsAfterFinished: 0 },
       status: { phase: 'Failed', conditions: [condition] },
     });
-    expect(decide({ run, executing: false, now: at(MINUTE) })).toStrictEqual(NONE);
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: at(MINUTE) })).toStrictEqual(
+      NONE,
+    );
   });
 });
 
@@ -320,13 +374,17 @@ describe('decide: while this process executes an attempt', () => {
         NONE,
       ],
     ])('%s', (_name, run, expected) => {
-      expect(decide({ run, executing: true, now: at(2 * SECOND) })).toStrictEqual(expected);
+      expect(
+        decide({ handlers: HANDLERS, run, executing: true, now: at(2 * SECOND) }),
+      ).toStrictEqual(expected);
     });
   });
 
   it('past the deadline -> none: the executor enforces it with its own timer', () => {
     const run = running(agentRun({ spec: { timeoutSeconds: 60 } }), 1, T0);
-    expect(decide({ run, executing: true, now: at(10 * MINUTE) })).toStrictEqual(NONE);
+    expect(
+      decide({ handlers: HANDLERS, run, executing: true, now: at(10 * MINUTE) }),
+    ).toStrictEqual(NONE);
   });
 });
 
@@ -415,7 +473,9 @@ describe('decide: canceled or deleted while nothing executes', () => {
       canceled('canceled while waiting to retry'),
     ],
   ])('%s', (_name, run, expected) => {
-    expect(decide({ run, executing: false, now: at(2 * SECOND) })).toStrictEqual(expected);
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: at(2 * SECOND) }),
+    ).toStrictEqual(expected);
   });
 });
 
@@ -442,7 +502,7 @@ describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
       'Running (interrupted), 1ms before -> restart instead',
       running(agentRun({ spec: { timeoutSeconds, backoffLimit: 1 } }), 1, T0),
       DEADLINE - 1,
-      { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' },
+      { type: 'start', prepared: PREPARED, attempt: 2, note: 'attempt 1 was interrupted' },
     ],
     [
       'Running (interrupted, no retries left), past the deadline -> TimedOut, not Interrupted',
@@ -508,7 +568,7 @@ describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
         at(DEADLINE - 2 * MINUTE),
       ),
       DEADLINE - MINUTE,
-      { type: 'start', attempt: 3 },
+      { type: 'start', prepared: PREPARED, attempt: 3 },
     ],
     [
       'Retrying with the retry due, past the deadline -> TimedOut, not a new attempt',
@@ -551,7 +611,9 @@ describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
       START,
     ],
   ])('%s', (_name, run, sinceStart, expected) => {
-    expect(decide({ run, executing: false, now: at(sinceStart) })).toStrictEqual(expected);
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: at(sinceStart) }),
+    ).toStrictEqual(expected);
   });
 
   it('waking when the requeue says records the timeout on time', () => {
@@ -560,10 +622,17 @@ describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
       at(DEADLINE + 5 * MINUTE),
       at(DEADLINE - 30 * SECOND),
     );
-    const first = decide({ run, executing: false, now: at(DEADLINE - 30 * SECOND) });
+    const first = decide({
+      handlers: HANDLERS,
+      run,
+      executing: false,
+      now: at(DEADLINE - 30 * SECOND),
+    });
     expect(first).toStrictEqual({ type: 'requeue', afterMs: 30 * SECOND });
     const wake = at(DEADLINE - 30 * SECOND + (first.type === 'requeue' ? first.afterMs : 0));
-    expect(decide({ run, executing: false, now: wake })).toStrictEqual(timedOut(1));
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: wake })).toStrictEqual(
+      timedOut(1),
+    );
   });
 
   it('honours timeoutSeconds=1 to the millisecond', () => {
@@ -573,15 +642,15 @@ describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
       at(500),
     );
     // The retry is due at 10s but the deadline at 1s: wake at the deadline, not at the retry.
-    expect(decide({ run, executing: false, now: at(500) })).toStrictEqual({
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: at(500) })).toStrictEqual({
       type: 'requeue',
       afterMs: 500,
     });
-    expect(decide({ run, executing: false, now: at(999) })).toStrictEqual({
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: at(999) })).toStrictEqual({
       type: 'requeue',
       afterMs: 1,
     });
-    expect(decide({ run, executing: false, now: at(1000) })).toStrictEqual({
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: at(1000) })).toStrictEqual({
       type: 'finish',
       reason: 'TimedOut',
       message: 'exceeded timeoutSeconds=1 after 1 attempt(s)',
@@ -596,25 +665,84 @@ describe('decide: status Running but nothing executes (operator restarted)', () 
 
   it.each<[number, number, Action]>([
     [0, 1, { type: 'finish', reason: 'Interrupted', message: interrupted(1) }],
-    [1, 1, { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' }],
+    [1, 1, { type: 'start', prepared: PREPARED, attempt: 2, note: 'attempt 1 was interrupted' }],
     [1, 2, { type: 'finish', reason: 'Interrupted', message: interrupted(2) }],
-    [2, 1, { type: 'start', attempt: 2, note: 'attempt 1 was interrupted' }],
-    [2, 2, { type: 'start', attempt: 3, note: 'attempt 2 was interrupted' }],
+    [2, 1, { type: 'start', prepared: PREPARED, attempt: 2, note: 'attempt 1 was interrupted' }],
+    [2, 2, { type: 'start', prepared: PREPARED, attempt: 3, note: 'attempt 2 was interrupted' }],
     [2, 3, { type: 'finish', reason: 'Interrupted', message: interrupted(3) }],
-    [20, 20, { type: 'start', attempt: 21, note: 'attempt 20 was interrupted' }],
+    [
+      20,
+      20,
+      { type: 'start', prepared: PREPARED, attempt: 21, note: 'attempt 20 was interrupted' },
+    ],
     [20, 21, { type: 'finish', reason: 'Interrupted', message: interrupted(21) }],
   ])('backoffLimit=%i, attempt %i interrupted -> %o', (backoffLimit, attempt, expected) => {
     const run = running(agentRun({ spec: { backoffLimit } }), attempt, T0);
-    expect(decide({ run, executing: false, now: at(SECOND) })).toStrictEqual(expected);
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: at(SECOND) })).toStrictEqual(
+      expected,
+    );
   });
 
   it('restarting after an interruption does not wait for a backoff', () => {
     const run = running(agentRun({ spec: { backoffLimit: 1 } }), 1, T0);
-    expect(decide({ run, executing: false, now: T0 })).toStrictEqual({
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: T0 })).toStrictEqual({
       type: 'start',
+      prepared: PREPARED,
       attempt: 2,
       note: 'attempt 1 was interrupted',
     });
+  });
+});
+
+describe('decide: a run that cannot start ends with a reason its owner can act on', () => {
+  const BIG = 'x'.repeat(PARAMS_MAX_BYTES);
+  const invalid = (message: string): Action => ({
+    type: 'finish',
+    reason: 'InvalidParams',
+    message,
+  });
+
+  it.each<[string, AgentRun, Action]>([
+    [
+      "no handler has the agent's name -> UnknownAgent, naming the registered ones",
+      agentRun({ spec: { agent: 'missing' } }),
+      {
+        type: 'finish',
+        reason: 'UnknownAgent',
+        message: HANDLERS.unknownAgentMessage('missing'),
+      },
+    ],
+    [
+      'params over PARAMS_MAX_BYTES of JSON -> InvalidParams with the size',
+      agentRun({ spec: { params: { big: BIG } } }),
+      invalid(
+        `spec.params is ${PARAMS_MAX_BYTES + 10} bytes of JSON; the limit is ${PARAMS_MAX_BYTES}`,
+      ),
+    ],
+    [
+      'the handler rejects the params -> InvalidParams with its message',
+      agentRun({ spec: { params: { bad: 'yes' } } }),
+      invalid('params.bad: yes'),
+    ],
+    [
+      'interrupted, and the params no longer plan -> InvalidParams instead of attempt 2',
+      running(agentRun({ spec: { backoffLimit: 1, params: { bad: 'now' } } }), 1, T0),
+      invalid('params.bad: now'),
+    ],
+    [
+      'a cancel outranks a missing handler',
+      agentRun({ spec: { agent: 'missing', cancel: true } }),
+      canceled('canceled before it started'),
+    ],
+  ])('%s', (_name, run, expected) => {
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: T0 })).toStrictEqual(expected);
+  });
+
+  it('params of exactly PARAMS_MAX_BYTES start', () => {
+    const params = { big: BIG.slice(10) };
+    expect(Buffer.byteLength(JSON.stringify(params))).toBe(PARAMS_MAX_BYTES);
+    const run = agentRun({ spec: { params } });
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: T0 })).toStrictEqual(START);
   });
 });
 
@@ -627,434 +755,35 @@ describe('decide: waiting to retry', () => {
     ['right after the failure', 1, 2 * SECOND, { type: 'requeue', afterMs: 10_000 }],
     ['2.5s later', 1, 4_500, { type: 'requeue', afterMs: 7_500 }],
     ['1ms before nextRetryAt', 1, 12 * SECOND - 1, { type: 'requeue', afterMs: 1 }],
-    ['exactly at nextRetryAt', 1, 12 * SECOND, { type: 'start', attempt: 2 }],
-    ['after nextRetryAt', 1, 30 * SECOND, { type: 'start', attempt: 2 }],
-    ['after attempt 3 failed, when due', 3, 12 * SECOND, { type: 'start', attempt: 4 }],
+    ['exactly at nextRetryAt', 1, 12 * SECOND, { type: 'start', prepared: PREPARED, attempt: 2 }],
+    ['after nextRetryAt', 1, 30 * SECOND, { type: 'start', prepared: PREPARED, attempt: 2 }],
+    [
+      'after attempt 3 failed, when due',
+      3,
+      12 * SECOND,
+      { type: 'start', prepared: PREPARED, attempt: 4 },
+    ],
   ])('%s', (_name, attempt, sinceStart, expected) => {
     const run = retrying(running(base, attempt, T0), RETRY_AT, FAILED_AT);
-    expect(decide({ run, executing: false, now: at(sinceStart) })).toStrictEqual(expected);
+    expect(
+      decide({ handlers: HANDLERS, run, executing: false, now: at(sinceStart) }),
+    ).toStrictEqual(expected);
   });
 
   it('nextRetryAt without a Retrying condition (hand-written) is not waited for', () => {
     const run = agentRun({ status: { attempts: 0, nextRetryAt: at(MINUTE).toISOString() } });
-    expect(decide({ run, executing: false, now: T0 })).toStrictEqual(START);
+    expect(decide({ handlers: HANDLERS, run, executing: false, now: T0 })).toStrictEqual(START);
   });
 
   it('Retrying without nextRetryAt -> start the next attempt', () => {
     const run = retrying(running(base, 1, T0), RETRY_AT, FAILED_AT);
     const { nextRetryAt: _dropped, ...status } = run.status ?? {};
-    expect(decide({ run: withStatus(run, status), executing: false, now: T0 })).toStrictEqual({
+    expect(
+      decide({ handlers: HANDLERS, run: withStatus(run, status), executing: false, now: T0 }),
+    ).toStrictEqual({
       type: 'start',
+      prepared: PREPARED,
       attempt: 2,
     });
-  });
-});
-
-describe('retryDelayMs', () => {
-  it.each<[number, number, number, number]>([
-    [1, 10_000, 360_000, 10_000],
-    [2, 10_000, 360_000, 20_000],
-    [3, 10_000, 360_000, 40_000],
-    [4, 10_000, 360_000, 80_000],
-    [5, 10_000, 360_000, 160_000],
-    [6, 10_000, 360_000, 320_000],
-    [7, 10_000, 360_000, 360_000],
-    [20, 10_000, 360_000, 360_000],
-    [0, 10_000, 360_000, 10_000],
-    [-3, 10_000, 360_000, 10_000],
-    [1, 500_000, 360_000, 360_000],
-    [3, 1, 1_000_000, 4],
-  ])('retry %i, base %i, max %i -> %i', (retry, baseMs, maxMs, expected) => {
-    expect(retryDelayMs(retry, baseMs, maxMs)).toBe(expected);
-  });
-});
-
-describe('statusAfterAttempt', () => {
-  const ENDED = at(1250);
-
-  function claimed(spec: { backoffLimit?: number; dryRun?: boolean }, attempt = 1): AgentRun {
-    return running(agentRun({ spec }), attempt, T0);
-  }
-
-  /** The four conditions, all with the same reason and message (observedGeneration 3). */
-  function conditions(
-    statuses: [string, string, string, string],
-    reason: string,
-    message: string,
-    times: [Date, Date, Date, Date],
-  ): Condition[] {
-    return ['Succeeded', 'Ready', 'Reconciling', 'Stalled'].map((type, i) => ({
-      type,
-      status: statuses[i] as Condition['status'],
-      reason,
-      message,
-      observedGeneration: GENERATION,
-      lastTransitionTime: rfc3339(times[i] as Date),
-    }));
-  }
-
-  it('succeeded (not a dry run): the whole terminal status', () => {
-    const run = claimed({ dryRun: false });
-    const status = statusAfterAttempt(
-      run,
-      { kind: 'succeeded', artifacts: { ok: true, code: 200 } },
-      ENDED,
-      RETRY,
-    );
-    expect(status).toStrictEqual({
-      runId: UID,
-      phase: 'Succeeded',
-      observedGeneration: GENERATION,
-      attempts: 1,
-      startedAt: T0.toISOString(),
-      finishedAt: ENDED.toISOString(),
-      durationMs: 1250,
-      duration: '1.25s',
-      plan: PLAN,
-      artifacts: { ok: true, code: 200 },
-      conditions: conditions(
-        ['True', 'True', 'False', 'False'],
-        'Succeeded',
-        'attempt 1 succeeded',
-        [at(1000), at(1000), at(1000), T0],
-      ),
-    });
-  });
-
-  it.each<[boolean, string]>([
-    [true, 'attempt 1 succeeded (dry run)'],
-    [false, 'attempt 1 succeeded'],
-  ])('succeeded, dryRun=%s -> message %j', (dryRun, message) => {
-    const status = statusAfterAttempt(
-      claimed({ dryRun }),
-      { kind: 'succeeded', artifacts: {} },
-      ENDED,
-      RETRY,
-    );
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(message);
-    expect(status.artifacts).toStrictEqual({});
-  });
-
-  it('succeeded on a retry: clears the previous error, counts the attempt', () => {
-    const first = claimed({ backoffLimit: 2, dryRun: false });
-    const waiting = withStatus(
-      first,
-      statusAfterAttempt(first, { kind: 'failed', error: 'flaky' }, at(SECOND), RETRY),
-    );
-    const second = running(waiting, 2, at(11 * SECOND));
-    expect(second.status?.error).toBe('flaky');
-    const status = statusAfterAttempt(
-      second,
-      { kind: 'succeeded', artifacts: { ok: true } },
-      at(12 * SECOND),
-      RETRY,
-    );
-    expect(status.error).toBeUndefined();
-    expect('error' in status).toBe(false);
-    expect(status.attempts).toBe(2);
-    expect(status.durationMs).toBe(12_000);
-    expect(status.duration).toBe('12s');
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe('attempt 2 succeeded');
-  });
-
-  it('succeeded with large artifacts -> the capped marker', () => {
-    const big = { body: 'x'.repeat(STATUS_ARTIFACTS_MAX_BYTES) };
-    const status = statusAfterAttempt(
-      claimed({}),
-      { kind: 'succeeded', artifacts: big },
-      ENDED,
-      RETRY,
-    );
-    expect(status.artifacts).toMatchObject({ truncated: true, bytes: 4096 + 11 });
-  });
-
-  it('failed with no retries (backoffLimit=0) -> Failed', () => {
-    const status = statusAfterAttempt(claimed({}), { kind: 'failed', error: 'boom' }, ENDED, RETRY);
-    expect(status).toStrictEqual({
-      runId: UID,
-      phase: 'Failed',
-      observedGeneration: GENERATION,
-      attempts: 1,
-      startedAt: T0.toISOString(),
-      finishedAt: ENDED.toISOString(),
-      durationMs: 1250,
-      duration: '1.25s',
-      plan: PLAN,
-      error: 'boom',
-      conditions: conditions(
-        ['False', 'False', 'False', 'True'],
-        'Failed',
-        'attempt 1 failed: boom',
-        [at(1000), T0, at(1000), at(1000)],
-      ),
-    });
-  });
-
-  it('failed with retries left -> Retrying at now + retryDelayMs', () => {
-    const status = statusAfterAttempt(
-      claimed({ backoffLimit: 2 }),
-      { kind: 'failed', error: 'boom' },
-      ENDED,
-      RETRY,
-    );
-    const retryAt = at(1250 + 10_000).toISOString();
-    expect(retryAt).toBe('2026-03-01T10:00:11.250Z');
-    expect(status).toStrictEqual({
-      runId: UID,
-      phase: 'Running',
-      observedGeneration: GENERATION,
-      attempts: 1,
-      startedAt: T0.toISOString(),
-      nextRetryAt: retryAt,
-      plan: PLAN,
-      error: 'boom',
-      conditions: conditions(
-        ['Unknown', 'False', 'True', 'False'],
-        'Retrying',
-        `attempt 1 of 3 failed, retrying at ${retryAt}: boom`,
-        [T0, T0, T0, T0],
-      ),
-    });
-  });
-
-  it.each<[number, number, number]>([
-    // backoffLimit, failed attempt, expected delay (base 10s, cap 6m)
-    [5, 1, 10_000],
-    [5, 2, 20_000],
-    [5, 3, 40_000],
-    [5, 5, 160_000],
-    [10, 6, 320_000],
-    [10, 7, 360_000],
-    [10, 10, 360_000],
-  ])('backoffLimit=%i, attempt %i fails -> retry after %i ms', (backoffLimit, attempt, delay) => {
-    const now = at(MINUTE);
-    const status = statusAfterAttempt(
-      claimed({ backoffLimit }, attempt),
-      { kind: 'failed', error: 'boom' },
-      now,
-      RETRY,
-    );
-    expect(status.nextRetryAt).toBe(new Date(now.getTime() + delay).toISOString());
-    expect(status.phase).toBe('Running');
-    expect(findCondition(status.conditions, 'Succeeded')?.reason).toBe('Retrying');
-  });
-
-  it.each<[number, number, string, string]>([
-    [0, 1, 'Failed', 'attempt 1 failed: boom'],
-    [1, 2, 'BackoffLimitExceeded', 'all 2 attempts failed (backoffLimit=1); last error: boom'],
-    [3, 4, 'BackoffLimitExceeded', 'all 4 attempts failed (backoffLimit=3); last error: boom'],
-  ])('backoffLimit=%i, last attempt %i fails -> %s', (backoffLimit, attempt, reason, message) => {
-    const status = statusAfterAttempt(
-      claimed({ backoffLimit }, attempt),
-      { kind: 'failed', error: 'boom' },
-      ENDED,
-      RETRY,
-    );
-    expect(status.phase).toBe('Failed');
-    expect(status.error).toBe('boom');
-    expect(status.attempts).toBe(attempt);
-    expect('nextRetryAt' in status).toBe(false);
-    expect(conditionSummary(status)).toStrictEqual({
-      Succeeded: `False/${reason}`,
-      Ready: `False/${reason}`,
-      Reconciling: `False/${reason}`,
-      Stalled: `True/${reason}`,
-    });
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(message);
-  });
-
-  it.each<[string, number, AttemptResult, string, string, string | undefined]>([
-    [
-      'Canceled',
-      0,
-      { kind: 'aborted', reason: 'Canceled', message: 'canceled while running' },
-      'Canceled',
-      'Canceled',
-      undefined,
-    ],
-    [
-      'Canceled, retries left: no retry',
-      3,
-      { kind: 'aborted', reason: 'Canceled', message: 'deleted while running' },
-      'Canceled',
-      'Canceled',
-      undefined,
-    ],
-    [
-      'TimedOut',
-      0,
-      { kind: 'aborted', reason: 'TimedOut', message: 'exceeded timeoutSeconds=600' },
-      'Failed',
-      'TimedOut',
-      'exceeded timeoutSeconds=600',
-    ],
-    [
-      'TimedOut, retries left: no retry',
-      3,
-      { kind: 'aborted', reason: 'TimedOut', message: 'exceeded timeoutSeconds=600' },
-      'Failed',
-      'TimedOut',
-      'exceeded timeoutSeconds=600',
-    ],
-  ])('aborted %s -> terminal', (_name, backoffLimit, result, phase, reason, error) => {
-    const status = statusAfterAttempt(claimed({ backoffLimit }), result, ENDED, RETRY);
-    const message = result.kind === 'aborted' ? result.message : '';
-    expect(status.phase).toBe(phase);
-    // A cancellation is not a failure of the attempt: no error is recorded for it.
-    expect(status.error).toBe(error);
-    expect('error' in status).toBe(error !== undefined);
-    expect(status.finishedAt).toBe(ENDED.toISOString());
-    expect(status.durationMs).toBe(1250);
-    expect('nextRetryAt' in status).toBe(false);
-    expect(conditionSummary(status)).toStrictEqual({
-      Succeeded: `False/${reason}`,
-      Ready: `False/${reason}`,
-      Reconciling: `False/${reason}`,
-      Stalled: `True/${reason}`,
-    });
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(message);
-  });
-
-  it('aborted Canceled: the whole terminal status, without an error', () => {
-    const status = statusAfterAttempt(
-      claimed({}),
-      { kind: 'aborted', reason: 'Canceled', message: 'canceled while running' },
-      ENDED,
-      RETRY,
-    );
-    expect(status).toStrictEqual({
-      runId: UID,
-      phase: 'Canceled',
-      observedGeneration: GENERATION,
-      attempts: 1,
-      startedAt: T0.toISOString(),
-      finishedAt: ENDED.toISOString(),
-      durationMs: 1250,
-      duration: '1.25s',
-      plan: PLAN,
-      conditions: conditions(
-        ['False', 'False', 'False', 'True'],
-        'Canceled',
-        'canceled while running',
-        [at(1000), T0, at(1000), at(1000)],
-      ),
-    });
-  });
-
-  it("aborted Canceled on a retry: the previous attempt's error is left as it was", () => {
-    const first = claimed({ backoffLimit: 2 });
-    const waiting = withStatus(
-      first,
-      statusAfterAttempt(first, { kind: 'failed', error: 'flaky' }, at(SECOND), RETRY),
-    );
-    const second = running(waiting, 2, at(11 * SECOND));
-    const status = statusAfterAttempt(
-      second,
-      { kind: 'aborted', reason: 'Canceled', message: 'canceled while running' },
-      at(12 * SECOND),
-      RETRY,
-    );
-    expect(status.phase).toBe('Canceled');
-    expect(status.attempts).toBe(2);
-    expect(status.error).toBe('flaky');
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe('canceled while running');
-  });
-
-  it('aborted by Shutdown with retries left -> Retrying immediately', () => {
-    const status = statusAfterAttempt(
-      claimed({ backoffLimit: 1 }),
-      { kind: 'aborted', reason: 'Shutdown', message: 'operator shutting down' },
-      ENDED,
-      RETRY,
-    );
-    const error = 'attempt 1 was interrupted: operator shutting down';
-    expect(status.phase).toBe('Running');
-    expect(status.error).toBe(error);
-    expect(status.nextRetryAt).toBe(ENDED.toISOString());
-    expect(status.attempts).toBe(1);
-    expect('finishedAt' in status).toBe(false);
-    expect(conditionSummary(status)).toStrictEqual({
-      Succeeded: 'Unknown/Retrying',
-      Ready: 'False/Retrying',
-      Reconciling: 'True/Retrying',
-      Stalled: 'False/Retrying',
-    });
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(
-      `attempt 1 of 2 failed, retrying at ${ENDED.toISOString()}: ${error}`,
-    );
-    // The next reconcile starts attempt 2 at once.
-    const run = withStatus(claimed({ backoffLimit: 1 }), status);
-    expect(decide({ run, executing: false, now: ENDED })).toStrictEqual({
-      type: 'start',
-      attempt: 2,
-    });
-  });
-
-  it.each<[number, number]>([
-    [0, 1],
-    [2, 3],
-  ])('aborted by Shutdown, backoffLimit=%i, last attempt %i -> Interrupted', (backoffLimit, n) => {
-    const status = statusAfterAttempt(
-      claimed({ backoffLimit }, n),
-      { kind: 'aborted', reason: 'Shutdown', message: 'operator shutting down' },
-      ENDED,
-      RETRY,
-    );
-    const error = `attempt ${n} was interrupted: operator shutting down`;
-    expect(status.phase).toBe('Failed');
-    expect(status.error).toBe(error);
-    expect(status.finishedAt).toBe(ENDED.toISOString());
-    expect(conditionSummary(status)).toStrictEqual({
-      Succeeded: 'False/Interrupted',
-      Ready: 'False/Interrupted',
-      Reconciling: 'False/Interrupted',
-      Stalled: 'True/Interrupted',
-    });
-    expect(findCondition(status.conditions, 'Succeeded')?.message).toBe(error);
-  });
-
-  it('a long error is truncated on the status and in the Retrying message', () => {
-    const error = 'e'.repeat(5000);
-    const retryingNow = statusAfterAttempt(
-      claimed({ backoffLimit: 1 }),
-      { kind: 'failed', error },
-      ENDED,
-      RETRY,
-    );
-    expect(retryingNow.error).toHaveLength(2048);
-    expect(retryingNow.error?.endsWith('... [truncated]')).toBe(true);
-    const message = findCondition(retryingNow.conditions, 'Succeeded')?.message ?? '';
-    expect(message).toHaveLength(1024);
-    expect(message.endsWith('e... [truncated]')).toBe(true);
-
-    const failed = statusAfterAttempt(claimed({}), { kind: 'failed', error }, ENDED, RETRY);
-    expect(failed.error).toHaveLength(2048);
-    expect(findCondition(failed.conditions, 'Succeeded')?.message).toBe(
-      `attempt 1 failed: ${error}`,
-    );
-  });
-
-  it('never mutates the run it is given', () => {
-    const run = claimed({ backoffLimit: 1 });
-    const before = structuredClone(run);
-    statusAfterAttempt(run, { kind: 'failed', error: 'boom' }, ENDED, RETRY);
-    statusAfterAttempt(run, { kind: 'succeeded', artifacts: { a: 1 } }, ENDED, RETRY);
-    expect(run).toStrictEqual(before);
-  });
-
-  it.each<[string, AttemptResult, number]>([
-    ['succeeded', { kind: 'succeeded', artifacts: { body: 'y'.repeat(10_000) } }, 0],
-    ['failed, retrying', { kind: 'failed', error: 'z'.repeat(40_000) }, 1],
-    ['failed, terminal', { kind: 'failed', error: 'z'.repeat(40_000) }, 0],
-    ['failed, exhausted', { kind: 'failed', error: 'z'.repeat(40_000) }, -1],
-    ['aborted Canceled', { kind: 'aborted', reason: 'Canceled', message: 'c' }, 0],
-    ['aborted TimedOut', { kind: 'aborted', reason: 'TimedOut', message: 't' }, 0],
-    ['aborted Shutdown, retry', { kind: 'aborted', reason: 'Shutdown', message: 's' }, 1],
-    ['aborted Shutdown, final', { kind: 'aborted', reason: 'Shutdown', message: 's' }, 0],
-  ])('%s: the written status passes the CRD schema', (_name, result, backoffLimit) => {
-    // -1: backoffLimit 2 with the third (last) attempt running.
-    const run = backoffLimit < 0 ? claimed({ backoffLimit: 2 }, 3) : claimed({ backoffLimit }, 1);
-    const status = statusAfterAttempt(run, result, ENDED, RETRY);
-    expect(agentRunSchema.safeParse(withStatus(run, status)).success).toBe(true);
   });
 });

@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { AttemptResult } from '../../../src/controller/decide.ts';
 import {
   type Execution,
   Executor,
   type ExecutorOptions,
 } from '../../../src/controller/executor.ts';
+import type { AttemptResult } from '../../../src/controller/run-status.ts';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
 import { errorMessage } from '../../../src/handlers/messages.ts';
 import { silentLogger } from '../../../src/util/log.ts';

@@ -10,13 +10,15 @@ import {
 } from '../../../src/api/agentrun.ts';
 import { type Condition, ConditionType, findCondition } from '../../../src/api/conditions.ts';
 import type { TerminalReason } from '../../../src/api/reasons.ts';
-import { FINALIZER, type RetryPolicy } from '../../../src/controller/decide.ts';
+import { FINALIZER, type PreparedRun } from '../../../src/controller/decide.ts';
 import {
+  type RetryPolicy,
   retryingStatus,
   runningStatus,
   terminalStatus,
 } from '../../../src/controller/run-status.ts';
-import type { JsonObject } from '../../../src/handlers/handler.ts';
+import type { Handler, JsonObject } from '../../../src/handlers/handler.ts';
+import { HandlerRegistry } from '../../../src/handlers/registry.ts';
 
 /** A fixed clock origin: every test time is an offset from it, so expectations are exact. */
 export const T0 = new Date('2026-03-01T10:00:00.000Z');
@@ -33,6 +35,31 @@ export const UID = '6f1c1a9e-0000-4000-8000-000000000001';
 export const GENERATION = 3;
 export const PLAN: JsonObject = { steps: ['check'], target: 'https://example.test' };
 export const RETRY: RetryPolicy = { baseMs: 10 * SECOND, maxMs: 6 * MINUTE };
+
+/** What the fixtures' handler plans for every valid run (one object, so actions compare equal). */
+export const PREPARED: PreparedRun = {
+  ok: true,
+  plan: PLAN,
+  execute: async () => ({ ok: true }),
+};
+
+/**
+ * The handlers decide() sees in these tests: `http.check` (the fixtures' agent), whose params
+ * are invalid when they hold `bad`, with the message `params.bad: <value>`.
+ */
+export const HANDLERS = new HandlerRegistry([
+  {
+    name: 'http.check',
+    description: 'a test double of the http.check planner',
+    prepare: ({ params }) => {
+      const bad = typeof params === 'object' && params !== null && 'bad' in params;
+      return bad
+        ? { ok: false, reason: 'InvalidParams', message: `params.bad: ${String(params.bad)}` }
+        : PREPARED;
+    },
+  } satisfies Handler,
+  { name: 'noop', description: 'another agent', prepare: () => PREPARED } satisfies Handler,
+]);
 
 /** Every reason that ends a run, in declaration order. */
 export const TERMINAL_REASONS: readonly TerminalReason[] = [

@@ -26,8 +26,10 @@ export interface AgentRunWriter {
     status: AgentRunStatus,
     expectResourceVersion?: string,
   ): Promise<AgentRun>;
-  /** Sets metadata.finalizers, only if the object is still at run's resourceVersion. */
-  setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun>;
+  /** Adds `finalizer` to metadata.finalizers, only if the object is still at run's resourceVersion. */
+  addFinalizer(run: AgentRun, finalizer: string): Promise<AgentRun>;
+  /** Removes `finalizer`, only if the object is still at run's resourceVersion. */
+  removeFinalizer(run: AgentRun, finalizer: string): Promise<AgentRun>;
   /** Deletes the run if it is still the same object (uid precondition); absent is fine. */
   delete(run: AgentRun): Promise<void>;
 }
@@ -88,7 +90,25 @@ export class KubeAgentRunWriter implements AgentRunWriter {
     return this.#parse(raw, run);
   }
 
-  async setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun> {
+  addFinalizer(run: AgentRun, finalizer: string): Promise<AgentRun> {
+    const finalizers = run.metadata.finalizers ?? [];
+    if (finalizers.includes(finalizer)) return Promise.resolve(run);
+    return this.#setFinalizers(run, [...finalizers, finalizer]);
+  }
+
+  removeFinalizer(run: AgentRun, finalizer: string): Promise<AgentRun> {
+    const finalizers = run.metadata.finalizers ?? [];
+    return this.#setFinalizers(
+      run,
+      finalizers.filter((f) => f !== finalizer),
+    );
+  }
+
+  /**
+   * A merge patch replaces the whole list; the resourceVersion in it is a precondition, so a
+   * finalizer another controller added meanwhile is not dropped (the write is refused instead).
+   */
+  async #setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun> {
     const raw: unknown = await this.#call('finalizer update', () =>
       this.#api.patchNamespacedCustomObject(
         {

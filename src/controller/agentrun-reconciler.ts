@@ -1,31 +1,30 @@
-import { type AgentRun, type AgentRunStatus, PARAMS_MAX_BYTES } from '../api/agentrun.ts';
+import type { AgentRun, AgentRunStatus } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason } from '../api/reasons.ts';
-import type { AuditSink } from '../audit/audit-writer.ts';
-import type { HandlerRegistry } from '../handlers/registry.ts';
 import { TokenBucket } from '../kube/token-bucket.ts';
 import type { Logger } from '../util/log.ts';
-import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-client.ts';
-import { auditRecord } from './audit-records.ts';
+import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-writer.ts';
+import { AuditTracker, type RunAudit } from './audit-tracker.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 import {
   type Action,
-  type AttemptResult,
   decide,
   FINALIZER,
-  type RetryPolicy,
-  statusAfterAttempt,
+  type Handlers,
+  type PreparedRun,
   whenNoSlot,
 } from './decide.ts';
 import { type Execution, Executor } from './executor.ts';
 import {
+  type AttemptResult,
   deadline,
-  isAudited,
   isTerminal,
   observedStatus,
   progress,
   queuedStatus,
+  type RetryPolicy,
   runningStatus,
+  statusAfterAttempt,
   terminalStatus,
   withAudited,
 } from './run-status.ts';
@@ -43,7 +42,7 @@ export interface RunEvents {
 export interface ReconcilerOptions {
   readonly store: RunStore;
   readonly writer: AgentRunWriter;
-  readonly registry: HandlerRegistry;
+  readonly handlers: Handlers;
   readonly events: RunEvents;
   readonly logger: Logger;
   readonly maxConcurrentRuns: number;
@@ -61,17 +60,6 @@ export interface ReconcilerOptions {
   /** The audit log; absent when APPLYLENS_AGENT_AUDIT_ENABLED is false. */
   readonly audit?: RunAudit;
   readonly now?: () => Date;
-}
-
-/** Where audit rows go (src/audit's AuditWriter), and how long runs wait for them. */
-export interface RunAudit {
-  readonly sink: Pick<AuditSink, 'write' | 'isPending' | 'failing' | 'onFailure'>;
-  /** How long a terminal status write waits for its row while the database is healthy. */
-  readonly syncWaitMs: number;
-  /** How long after finishedAt the finalizer waits for a pending row. */
-  readonly deadlineMs: number;
-  /** A row was given up after the deadline (agent_audit_lost_total). */
-  readonly onLost?: () => void;
 }
 
 export type ReconcileResult = { readonly requeueAfterMs?: number };
@@ -94,11 +82,13 @@ const QUEUED_WRITES_PER_SECOND = 10;
  * (progress()), so the further-along of cache and memory is the current one. A claim decided on
  * a stale view is refused by its resourceVersion precondition, so no attempt runs twice.
  */
-export class Reconciler {
+export class AgentRunReconciler {
   readonly executor: Executor;
-  readonly #o: ReconcilerOptions;
+  readonly #options: ReconcilerOptions;
   readonly #now: () => Date;
   readonly #metrics: ControllerMetrics;
+  /** Absent when auditing is off. */
+  readonly #audit: AuditTracker | undefined;
   /** uid -> the run as this process last wrote it (confirmed by the API server). */
   readonly #written = new Map<string, AgentRun>();
   /** uid -> a status the controller must still write (the first try failed). */
@@ -113,20 +103,13 @@ export class Reconciler {
   readonly #finishing = new Set<string>();
   /** uid -> the run as claimed, so an outcome can be audited even if the object is gone. */
   readonly #claimed = new Map<string, AgentRun>();
-  /** uids whose terminal audit row this process saw committed. */
-  readonly #auditCommitted = new Set<string>();
-  /** uid -> when this process first queued the run's terminal row (see AuditView.queuedAtMs). */
-  readonly #auditQueuedAt = new Map<string, number>();
-  /** uids whose status was written with Audited=False: look again when the row lands. */
-  readonly #auditAwaited = new Set<string>();
-  /** False after a row missed syncWaitMs; terminal writes then stop waiting until one commits. */
-  #auditHealthy = true;
   readonly #queuedWrites: TokenBucket;
 
   constructor(options: ReconcilerOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#now = options.now ?? (() => new Date());
     this.#metrics = options.metrics ?? noControllerMetrics;
+    this.#audit = options.audit && new AuditTracker(options.audit, options.enqueue, this.#now);
     this.#queuedWrites = new TokenBucket({
       ratePerSecond: QUEUED_WRITES_PER_SECOND,
       burst: QUEUED_WRITES_PER_SECOND,
@@ -150,7 +133,7 @@ export class Reconciler {
 
   async reconcile(key: string): Promise<ReconcileResult> {
     try {
-      const cached = this.#o.store.get(key);
+      const cached = this.#options.store.get(key);
       // Deleted without our finalizer (it started moments ago), or deleted and re-created under
       // the same name: the run being executed is gone, so stop its handler.
       const executingUid = this.executor.executingUid(key);
@@ -162,23 +145,12 @@ export class Reconciler {
       const pending = this.#unwritten.get(run.metadata.uid);
       if (pending) run = await this.#write(run, pending);
       const uid = run.metadata.uid;
-      const executing = this.executor.isExecuting(uid) || this.#finishing.has(uid);
-      const audit = this.#o.audit;
-      if (audit && isAudited(run.status)) {
-        this.#auditCommitted.delete(uid);
-        this.#auditAwaited.delete(uid);
-        this.#auditQueuedAt.delete(uid);
-      }
       const action = decide({
         run,
-        executing,
+        executing: this.executor.isExecuting(uid) || this.#finishing.has(uid),
         now: this.#now(),
-        audit: audit && {
-          committed: this.#auditCommitted.has(uid),
-          pending: audit.sink.isPending(uid),
-          deadlineMs: audit.deadlineMs,
-          queuedAtMs: this.#auditQueuedAt.get(uid),
-        },
+        handlers: this.#options.handlers,
+        audit: this.#audit?.view(run),
       });
       return await this.#act(key, run, action);
     } finally {
@@ -190,9 +162,7 @@ export class Reconciler {
   forget(uid: string): void {
     this.#written.delete(uid);
     this.#unwritten.delete(uid);
-    this.#auditCommitted.delete(uid);
-    this.#auditAwaited.delete(uid);
-    this.#auditQueuedAt.delete(uid);
+    this.#audit?.forget(uid);
   }
 
   async #act(key: string, run: AgentRun, action: Action): Promise<ReconcileResult> {
@@ -212,17 +182,7 @@ export class Reconciler {
         );
         return {};
       case 'audit':
-        // Re-audit from the status (after a restart, or when the queue refused the row).
-        if (run.status) {
-          // The status already says Audited=False (or nothing): look again when the row lands.
-          this.#auditAwaited.add(run.metadata.uid);
-          void this.#queueAudit(key, run, run.status);
-        }
-        // Queued: protect the run at once. Refused (queue full, bad data): try again later,
-        // until the deadline abandons it.
-        return {
-          requeueAfterMs: this.#o.audit?.sink.isPending(run.metadata.uid) ? 0 : AUDIT_RETRY_MS,
-        };
+        return this.#reaudit(key, run);
       case 'observe':
         await this.#write(run, observedStatus(run));
         return {};
@@ -232,72 +192,57 @@ export class Reconciler {
           this.#audited(run, AuditReason.Recorded, 'the audit row is committed'),
         );
         return {};
-      case 'protect': {
-        const finalizers = [...(run.metadata.finalizers ?? []), FINALIZER];
-        this.#remember(await this.#o.writer.setFinalizers(run, finalizers));
+      case 'protect':
+        this.#remember(await this.#options.writer.addFinalizer(run, FINALIZER));
         return {};
-      }
-      case 'abandonAudit': {
-        // Best effort: the row may still land (it is kept queued), and markAudited follows then.
-        if (run.status && !this.#o.audit?.sink.isPending(run.metadata.uid)) {
-          void this.#queueAudit(key, run, run.status);
-        }
-        const message = `the audit row was not written within ${Math.round((this.#o.audit?.deadlineMs ?? 0) / 1000)} s; letting the run go`;
-        await this.#write(run, this.#audited(run, AuditReason.Abandoned, message));
-        this.#o.events.record(run, 'Warning', 'AuditLost', message);
-        this.#o.audit?.onLost?.();
-        this.#log(run).error('audit row abandoned after the deadline');
+      case 'abandonAudit':
+        await this.#abandonAudit(key, run);
         return {};
-      }
       case 'start':
-        return this.#start(key, run, action.attempt, action.note);
-      case 'releaseFinalizer': {
-        const finalizers = (run.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
-        this.#remember(await this.#o.writer.setFinalizers(run, finalizers));
+        return this.#start(key, run, action.attempt, action.prepared, action.note);
+      case 'releaseFinalizer':
+        this.#remember(await this.#options.writer.removeFinalizer(run, FINALIZER));
         return {};
-      }
       case 'delete':
-        await this.#o.writer.delete(run);
+        await this.#options.writer.delete(run);
         this.#log(run).debug('deleted after ttlSecondsAfterFinished');
         return {};
     }
+  }
+
+  /** Re-audits from the status (after a restart, or when the queue refused the row). */
+  #reaudit(key: string, run: AgentRun): ReconcileResult {
+    const audit = this.#audit;
+    if (!audit) return {};
+    if (run.status) {
+      // The status already says Audited=False (or nothing): look again when the row lands.
+      audit.await(run.metadata.uid);
+      void audit.queue(key, run, run.status);
+    }
+    // Queued: protect the run at once. Refused (queue full, bad data): try again later, until the
+    // deadline abandons it.
+    return { requeueAfterMs: audit.isPending(run.metadata.uid) ? 0 : AUDIT_RETRY_MS };
+  }
+
+  async #abandonAudit(key: string, run: AgentRun): Promise<void> {
+    const audit = this.#audit;
+    if (!audit) return;
+    // Best effort: the row may still land (it is kept queued), and markAudited follows then.
+    if (run.status && !audit.isPending(run.metadata.uid)) void audit.queue(key, run, run.status);
+    const message = `the audit row was not written within ${Math.round(audit.deadlineMs / 1000)} s; letting the run go`;
+    await this.#write(run, this.#audited(run, AuditReason.Abandoned, message));
+    this.#options.events.record(run, 'Warning', 'AuditLost', message);
+    this.#options.audit?.onLost?.();
+    this.#log(run).error('audit row abandoned after the deadline');
   }
 
   async #start(
     key: string,
     run: AgentRun,
     attempt: number,
+    prepared: PreparedRun,
     note?: string,
   ): Promise<ReconcileResult> {
-    const handler = this.#o.registry.get(run.spec.agent);
-    if (!handler) {
-      return this.#act(key, run, {
-        type: 'finish',
-        reason: Reason.UnknownAgent,
-        message: this.#o.registry.unknownAgentMessage(run.spec.agent),
-      });
-    }
-    const params = run.spec.params ?? {};
-    const bytes = Buffer.byteLength(JSON.stringify(params));
-    if (bytes > PARAMS_MAX_BYTES) {
-      return this.#act(key, run, {
-        type: 'finish',
-        reason: Reason.InvalidParams,
-        message: `spec.params is ${bytes} bytes of JSON; the limit is ${PARAMS_MAX_BYTES}`,
-      });
-    }
-    const prepared = handler.prepare({
-      objective: run.spec.objective,
-      params,
-      dryRun: run.spec.dryRun,
-    });
-    if (!prepared.ok) {
-      return this.#act(key, run, {
-        type: 'finish',
-        reason: Reason.InvalidParams,
-        message: prepared.message,
-      });
-    }
     // Take the slot before the first await, so concurrent reconciles cannot overbook.
     const reserved = this.executor.reserve(key);
     this.#metrics.queued(this.executor.waiting);
@@ -317,7 +262,7 @@ export class Reconciler {
       throw error;
     }
     this.#claimed.set(claimed.metadata.uid, claimed);
-    if (claimed.status) void this.#queueAudit(key, claimed, claimed.status);
+    if (claimed.status) void this.#audit?.queue(key, claimed, claimed.status);
     const logger = this.#log(claimed, { attempt });
     this.#metrics.inFlight(claimed.spec.agent, 1);
     this.executor.start({
@@ -336,13 +281,13 @@ export class Reconciler {
   /** No handler slot is free: the executor wakes the run later; say it is queued if it waits. */
   async #noSlot(run: AgentRun): Promise<ReconcileResult> {
     const now = this.#now();
-    const next = whenNoSlot(run, now, this.#o.queuedStatusAfterMs ?? 0);
+    const next = whenNoSlot(run, now, this.#options.queuedStatusAfterMs ?? 0);
     if (next.type === 'requeue') return { requeueAfterMs: next.afterMs };
     // Out of budget: the run waits without a status; the executor still wakes it for a slot.
     if (next.type === 'none' || !this.#queuedWrites.tryTake()) return {};
     const { busy, waiting } = this.executor;
     const message =
-      `waiting for a free handler slot: ${busy} of MAX_CONCURRENT_RUNS=${this.#o.maxConcurrentRuns} ` +
+      `waiting for a free handler slot: ${busy} of MAX_CONCURRENT_RUNS=${this.#options.maxConcurrentRuns} ` +
       `in use, ${waiting} run(s) waiting`;
     // Preconditioned like a claim: a run another process moved on meanwhile keeps its status.
     await this.#write(run, queuedStatus(run, message, now), run.metadata.resourceVersion);
@@ -351,17 +296,17 @@ export class Reconciler {
 
   /** An execution ended: write the attempt's outcome, then look at the run again. */
   #finished(execution: Execution, result: AttemptResult): void {
-    const cached = this.#o.store.get(execution.key);
+    const cached = this.#options.store.get(execution.key);
     const run =
       cached && cached.metadata.uid === execution.uid
         ? this.#newest(cached)
         : (this.#written.get(execution.uid) ?? this.#claimed.get(execution.uid));
     this.#claimed.delete(execution.uid);
     if (!run) return;
-    const status = statusAfterAttempt(run, result, this.#now(), this.#o.retry);
+    const status = statusAfterAttempt(run, result, this.#now(), this.#options.retry);
     this.#finishing.add(run.metadata.uid);
     const artifacts = result.kind === 'succeeded' ? result.artifacts : undefined;
-    if (!isTerminal(status)) void this.#queueAudit(execution.key, run, status);
+    if (!isTerminal(status)) void this.#audit?.queue(execution.key, run, status);
     const outcome = isTerminal(status)
       ? this.#writeTerminal(execution.key, run, status, artifacts)
       : this.#write(run, status);
@@ -382,7 +327,7 @@ export class Reconciler {
       .finally(() => {
         this.#finishing.delete(run.metadata.uid);
         this.#inFlight.delete(write);
-        this.#o.enqueue(execution.key);
+        this.#options.enqueue(execution.key);
       });
     this.#inFlight.add(write);
   }
@@ -393,10 +338,9 @@ export class Reconciler {
   }
 
   /**
-   * Writes a terminal status. With auditing on, the terminal row is queued first and, while the
-   * database is healthy, the write waits (up to syncWaitMs) for it to commit, so that the status
-   * can say Audited=True in the same write. Otherwise it says Audited=False/Pending and the
-   * finalizer keeps the run until the row lands: audit trouble never delays a run's outcome.
+   * Writes a terminal status. With auditing on, it says Audited=True when the tracker reports
+   * the row durable; otherwise Audited=False/Pending, and the finalizer keeps the run until the
+   * row lands.
    */
   async #writeTerminal(
     key: string,
@@ -404,63 +348,23 @@ export class Reconciler {
     status: AgentRunStatus,
     artifacts?: unknown,
   ): Promise<AgentRun> {
-    const audit = this.#o.audit;
+    const audit = this.#audit;
     if (!audit) return this.#write(run, status);
-    const uid = run.metadata.uid;
-    const committed = this.#queueAudit(key, run, status, artifacts);
-    let recorded = false;
-    if (this.#auditHealthy && !audit.sink.failing() && audit.syncWaitMs > 0) {
-      // Stop waiting at the first failed statement, not only at the timeout: a refused
-      // connection is known within milliseconds, and an outage must not delay outcomes.
-      let timer: NodeJS.Timeout | undefined;
-      let unsubscribe: (() => void) | undefined;
-      const giveUp = new Promise<undefined>((resolve) => {
-        timer = setTimeout(resolve, audit.syncWaitMs, undefined);
-        unsubscribe = audit.sink.onFailure(() => resolve(undefined));
-      });
-      const result = await Promise.race([committed, giveUp]);
-      clearTimeout(timer);
-      unsubscribe?.();
-      if (result === undefined) this.#auditHealthy = false;
-      recorded = result === true;
+    if (await audit.record(key, run, status, artifacts)) {
+      const recorded = 'the audit row is committed';
+      return this.#write(
+        run,
+        withAudited(status, run, AuditReason.Recorded, recorded, this.#now()),
+      );
     }
-    const final = recorded
-      ? withAudited(status, run, AuditReason.Recorded, 'the audit row is committed', this.#now())
-      : withAudited(status, run, AuditReason.Pending, 'the audit row is queued', this.#now());
-    if (!recorded) {
-      this.#auditAwaited.add(uid);
-      await this.#holdForAudit(key, run);
-    }
-    const written = await this.#write(run, final);
+    await this.#holdForAudit(key, run);
+    const written = await this.#write(
+      run,
+      withAudited(status, run, AuditReason.Pending, 'the audit row is queued', this.#now()),
+    );
     // The row may have landed while the status was being written.
-    if (!recorded && this.#auditCommitted.has(uid)) this.#o.enqueue(key);
+    if (audit.isCommitted(run.metadata.uid)) this.#options.enqueue(key);
     return written;
-  }
-
-  /** Queues the run's audit row; resolves true once committed. Never rejects. */
-  #queueAudit(
-    key: string,
-    run: AgentRun,
-    status: AgentRunStatus,
-    artifacts?: unknown,
-  ): Promise<boolean> {
-    const audit = this.#o.audit;
-    if (!audit) return Promise.resolve(false);
-    const uid = run.metadata.uid;
-    const terminal = isTerminal(status);
-    if (terminal && !this.#auditQueuedAt.has(uid))
-      this.#auditQueuedAt.set(uid, this.#now().getTime());
-    return audit.sink.write(auditRecord(run, status, artifacts)).then((ok) => {
-      if (!terminal) return ok;
-      if (ok) {
-        this.#auditCommitted.add(uid);
-        this.#auditHealthy = true;
-      }
-      // A status that says Audited=False needs another look once the row is in. (A refused row
-      // is retried by the reconcile that sees Audited=False, with a delay.)
-      if (ok && this.#auditAwaited.has(uid)) this.#o.enqueue(key);
-      return ok;
-    });
   }
 
   #audited(run: AgentRun, reason: AuditReason, message: string): AgentRunStatus {
@@ -476,15 +380,14 @@ export class Reconciler {
   async #holdForAudit(key: string, run: AgentRun): Promise<void> {
     // `run` was read before the wait for the row; what is known now is newer: our own last write
     // while the cache lags behind it, else the cache.
-    const cached = this.#o.store.get(key);
+    const cached = this.#options.store.get(key);
     const latest =
       this.#written.get(run.metadata.uid) ??
       (cached?.metadata.uid === run.metadata.uid ? cached : run);
     const { deletionTimestamp, finalizers } = latest.metadata;
     if (deletionTimestamp || finalizers?.includes(FINALIZER)) return;
     try {
-      const held = await this.#o.writer.setFinalizers(latest, [...(finalizers ?? []), FINALIZER]);
-      this.#remember(held);
+      this.#remember(await this.#options.writer.addFinalizer(latest, FINALIZER));
     } catch (error) {
       this.#log(run).debug({ err: error }, 'could not add the finalizer before the outcome');
     }
@@ -492,11 +395,11 @@ export class Reconciler {
 
   /** A handler runs long: make deletion wait for it (and for its outcome to be written). */
   #protect(execution: Execution): void {
-    const cached = this.#o.store.get(execution.key);
+    const cached = this.#options.store.get(execution.key);
     const known = cached ? this.#newest(cached) : this.#written.get(execution.uid);
     if (!known || known.metadata.finalizers?.includes(FINALIZER)) return;
-    this.#o.writer
-      .setFinalizers(known, [...(known.metadata.finalizers ?? []), FINALIZER])
+    this.#options.writer
+      .addFinalizer(known, FINALIZER)
       .then((run) => this.#remember(run))
       .catch((error: unknown) => {
         // Best effort: without it a deletion still aborts the handler through the watch.
@@ -512,7 +415,7 @@ export class Reconciler {
   ): Promise<AgentRun> {
     let written: AgentRun;
     try {
-      written = await this.#o.writer.writeStatus(run, status, expectResourceVersion);
+      written = await this.#options.writer.writeStatus(run, status, expectResourceVersion);
     } catch (error) {
       if (error instanceof ConflictError)
         this.#log(run).debug('status changed meanwhile; will decide again');
@@ -532,10 +435,10 @@ export class Reconciler {
       const reason = now.reason === Reason.Running ? 'Started' : now.reason;
       // No Event for Queued: the status says it, and in a burst every waiting run would add a
       // second API write to the one the status already costs.
-      if (now.reason !== Reason.Queued) this.#o.events.record(run, type, reason, now.message);
+      if (now.reason !== Reason.Queued) this.#options.events.record(run, type, reason, now.message);
       // Transitions on the way (queued, running, retrying) log at debug; the end of a run logs
       // below, once, at info.
-      if (this.#o.logger.isLevelEnabled('debug')) {
+      if (this.#options.logger.isLevelEnabled('debug')) {
         this.#log(run).debug({ phase: run.status?.phase, reason: now.reason }, now.message);
       }
     }
@@ -598,7 +501,7 @@ export class Reconciler {
   }
 
   #log(run: AgentRun, extra: Record<string, unknown> = {}): Logger {
-    return this.#o.logger.child({
+    return this.#options.logger.child({
       runId: run.metadata.uid,
       agent: run.spec.agent,
       namespace: run.metadata.namespace,

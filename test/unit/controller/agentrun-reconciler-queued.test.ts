@@ -1,95 +1,18 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import type { AgentRun, AgentRunStatus } from '../../../src/api/agentrun.ts';
+import { describe, expect, it } from 'vitest';
+import type { AgentRun } from '../../../src/api/agentrun.ts';
 import { ConditionType, findCondition } from '../../../src/api/conditions.ts';
-import type { AgentRunWriter } from '../../../src/controller/agentrun-client.ts';
-import { Reconciler } from '../../../src/controller/reconciler.ts';
-import { noopHandler } from '../../../src/handlers/noop.ts';
-import { HandlerRegistry } from '../../../src/handlers/registry.ts';
-import { silentLogger } from '../../../src/util/log.ts';
-import { agentRun, RETRY } from './fixtures.ts';
+import { fakeReconciler } from './fake-cluster.ts';
+import { agentRun } from './fixtures.ts';
 
 /**
  * The reconciler's Queued status, with in-memory fakes of the informer cache and the status
  * writer and a frozen clock: which runs get one, how often, and that the writes are capped.
- * The clock is frozen at the real time of the test, because the executor's deadline timers run
- * on the real clock.
  */
 
 const NOW = new Date();
 
-/** Cache + writer in one map, as an API server that applies every write at once would be. */
-class FakeCluster implements AgentRunWriter {
-  readonly runs = new Map<string, AgentRun>();
-  readonly statusWrites: Array<{ key: string; status: AgentRunStatus }> = [];
-  #version = 100;
-
-  add(run: AgentRun): string {
-    const key = `${run.metadata.namespace}/${run.metadata.name}`;
-    this.runs.set(key, run);
-    return key;
-  }
-
-  get(key: string): AgentRun | undefined {
-    return this.runs.get(key);
-  }
-
-  async writeStatus(run: AgentRun, status: AgentRunStatus, expect?: string): Promise<AgentRun> {
-    const key = `${run.metadata.namespace}/${run.metadata.name}`;
-    const current = this.runs.get(key);
-    if (!current) throw new Error(`${key} not found`);
-    if (expect !== undefined && expect !== current.metadata.resourceVersion) {
-      throw new Error(`${key}: conflict`);
-    }
-    const written = {
-      ...current,
-      metadata: { ...current.metadata, resourceVersion: String(++this.#version) },
-      status,
-    };
-    this.runs.set(key, written);
-    this.statusWrites.push({ key, status });
-    return written;
-  }
-
-  async setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun> {
-    const written = { ...run, metadata: { ...run.metadata, finalizers: [...finalizers] } };
-    this.add(written);
-    return written;
-  }
-
-  async delete(run: AgentRun): Promise<void> {
-    this.runs.delete(`${run.metadata.namespace}/${run.metadata.name}`);
-  }
-
-  reasonOf(key: string): string | undefined {
-    return findCondition(this.runs.get(key)?.status?.conditions, ConditionType.Succeeded)?.reason;
-  }
-}
-
-const reconcilers: Reconciler[] = [];
-afterEach(async () => {
-  for (const r of reconcilers.splice(0)) {
-    await r.executor.drain(0);
-    await r.settled();
-  }
-});
-
 function setUp(queuedStatusAfterMs: number, now = NOW) {
-  const cluster = new FakeCluster();
-  const reconciler = new Reconciler({
-    store: cluster,
-    writer: cluster,
-    registry: new HandlerRegistry([noopHandler]),
-    events: { record: () => {} },
-    logger: silentLogger(),
-    maxConcurrentRuns: 1,
-    retry: RETRY,
-    finalizerAfterMs: 60_000,
-    queuedStatusAfterMs,
-    enqueue: () => {},
-    now: () => now,
-  });
-  reconcilers.push(reconciler);
-  return { cluster, reconciler };
+  return fakeReconciler({ queuedStatusAfterMs, now: () => now });
 }
 
 /** A noop run created 60 s before NOW. */
@@ -104,7 +27,7 @@ function run(name: string, delayMs = 0): AgentRun {
   });
 }
 
-describe('Reconciler: runs waiting for a handler slot', () => {
+describe('AgentRunReconciler: runs waiting for a handler slot', () => {
   it('marks a run that has waited QUEUED_STATUS_AFTER_MS once, however often it is reconciled', async () => {
     const { cluster, reconciler } = setUp(2_000);
     const holder = cluster.add(run('holder', 600_000));

@@ -1,0 +1,208 @@
+import { describe, expect, it } from 'vitest';
+import type { AgentRun } from '../../../src/api/agentrun.ts';
+import type { RunAudit } from '../../../src/controller/audit-tracker.ts';
+import { FINALIZER } from '../../../src/controller/decide.ts';
+import { FakeSink } from './fake-audit-sink.ts';
+import { fakeReconciler } from './fake-cluster.ts';
+import { agentRun } from './fixtures.ts';
+
+/**
+ * The reconciler carrying out decide()'s actions against an in-memory API server and cache
+ * (FakeCluster): what it writes, in which order, and what it remembers between reconciles.
+ */
+
+function noop(name: string, params: Record<string, unknown> = {}): AgentRun {
+  return agentRun({
+    metadata: { name, uid: `uid-${name}` },
+    spec: { agent: 'noop', params: params as Record<string, never> },
+  });
+}
+
+function audited(sink: FakeSink, overrides: Partial<RunAudit> = {}): RunAudit {
+  return { sink, syncWaitMs: 60_000, deadlineMs: 600_000, ...overrides };
+}
+
+describe('AgentRunReconciler: an attempt from claim to outcome', () => {
+  it('claims Running with the plan, runs the handler, writes Succeeded and tells the queue', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler();
+    const key = cluster.add(noop('ok', { tag: 'a' }));
+    const done = enqueued.next(key);
+    expect(await reconciler.reconcile(key)).toEqual({});
+    expect(cluster.reasonOf(key)).toBe('Running');
+    expect(cluster.runs.get(key)?.status?.plan).toEqual({ tag: 'a' });
+    await done;
+    expect(cluster.reasonOf(key)).toBe('Succeeded');
+    expect(cluster.runs.get(key)?.status?.artifacts).toEqual({ tag: 'a' });
+    expect(cluster.events.map((e) => `${e.type}/${e.reason}`)).toEqual([
+      'Normal/Started',
+      'Normal/Succeeded',
+    ]);
+    // Nothing left to do for a finished run without TTL or finalizer.
+    expect(await reconciler.reconcile(key)).toEqual({});
+    expect(cluster.statusWrites).toHaveLength(2);
+  });
+
+  it('a run naming no handler ends UnknownAgent in one write, without taking a slot', async () => {
+    const { cluster, reconciler } = fakeReconciler();
+    const key = cluster.add(agentRun({ spec: { agent: 'missing' } }));
+    await reconciler.reconcile(key);
+    expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Failed']);
+    expect(cluster.reasonOf(key)).toBe('UnknownAgent');
+    expect(reconciler.executor.busy).toBe(0);
+  });
+
+  it('trusts its own write over a cache that lags: a finished attempt is not taken for an interrupted one', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler();
+    const key = cluster.add(noop('lag'));
+    cluster.lagging = true;
+    const done = enqueued.next(key);
+    await reconciler.reconcile(key);
+    await done;
+    // The cache still has no status at all; the reconciler knows the run succeeded.
+    expect(cluster.get(key)?.status).toBeUndefined();
+    expect(await reconciler.reconcile(key)).toEqual({});
+    expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
+  });
+
+  it('a claim decided on a stale resourceVersion is refused and frees its slot', async () => {
+    const { cluster, reconciler } = fakeReconciler();
+    const key = cluster.add(noop('stale'));
+    // Someone else wrote the object after the cache saw it.
+    const current = cluster.runs.get(key) as AgentRun;
+    cluster.runs.set(key, { ...current, metadata: { ...current.metadata, resourceVersion: '7' } });
+    await expect(reconciler.reconcile(key)).rejects.toThrow(/changed since it was read/);
+    expect(reconciler.executor.busy).toBe(0);
+    expect(cluster.statusWrites).toEqual([]);
+  });
+
+  it('an outcome the API server refused is kept and written by the next reconcile', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler();
+    const key = cluster.add(noop('retry-write'));
+    await reconciler.reconcile(key);
+    cluster.failStatusWrites = 1;
+    await enqueued.next(key);
+    expect(cluster.reasonOf(key)).toBe('Running');
+    await reconciler.reconcile(key);
+    expect(cluster.reasonOf(key)).toBe('Succeeded');
+    expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
+  });
+
+  it('a run deleted while its handler runs (no finalizer yet) has the handler aborted', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler();
+    const key = cluster.add(noop('gone', { delayMs: 600_000 }));
+    await reconciler.reconcile(key);
+    expect(reconciler.executor.isExecuting('uid-gone')).toBe(true);
+    cluster.remove(key);
+    const ended = enqueued.next(key);
+    await reconciler.reconcile(key);
+    await ended;
+    expect(reconciler.executor.isExecuting('uid-gone')).toBe(false);
+    expect(reconciler.executor.busy).toBe(0);
+  });
+
+  it('deletes a finished run once ttlSecondsAfterFinished has passed', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler();
+    const run = agentRun({
+      metadata: { name: 'ttl', uid: 'uid-ttl' },
+      spec: { agent: 'noop', ttlSecondsAfterFinished: 0 },
+    });
+    const key = cluster.add(run);
+    const done = enqueued.next(key);
+    await reconciler.reconcile(key);
+    await done;
+    await reconciler.reconcile(key);
+    expect(cluster.runs.has(key)).toBe(false);
+  });
+});
+
+describe('AgentRunReconciler: the audit row of an outcome', () => {
+  it('a row that commits within AUDIT_SYNC_WAIT_MS: Audited=True in the terminal write itself', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({ audit: audited(sink) });
+    const key = cluster.add(noop('fast'));
+    await reconciler.reconcile(key);
+    sink.settle('uid-fast'); // the Running row
+    // The terminal row commits as soon as it is queued.
+    const original = sink.write.bind(sink);
+    sink.write = (record) => {
+      const committed = original(record);
+      sink.settle(record.runId);
+      return committed;
+    };
+    await enqueued.next(key);
+    expect(cluster.reasonOf(key)).toBe('Succeeded');
+    expect(cluster.conditionOf(key, 'Audited')?.status).toBe('True');
+    expect(cluster.runs.get(key)?.metadata.finalizers ?? []).toEqual([]);
+  });
+
+  it('a slow database: the finalizer first, Audited=False, then True and release when the row lands', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({
+      audit: audited(sink, { syncWaitMs: 0 }),
+    });
+    const key = cluster.add(noop('slow'));
+    await reconciler.reconcile(key);
+    await enqueued.next(key);
+    expect(cluster.reasonOf(key)).toBe('Succeeded');
+    expect(cluster.conditionOf(key, 'Audited')?.reason).toBe('Pending');
+    // Held before the status said Pending, so a deletion cannot lose the row.
+    expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([FINALIZER]);
+    // Still pending: wait until the deadline.
+    expect(await reconciler.reconcile(key)).toEqual({ requeueAfterMs: 600_000 });
+
+    const landed = enqueued.next(key);
+    sink.settle('uid-slow');
+    await landed;
+    await reconciler.reconcile(key);
+    expect(cluster.conditionOf(key, 'Audited')?.status).toBe('True');
+    await reconciler.reconcile(key);
+    expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([]);
+  });
+
+  it('a failing database: the outcome does not wait the whole AUDIT_SYNC_WAIT_MS', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({ audit: audited(sink) });
+    const key = cluster.add(noop('outage'));
+    await reconciler.reconcile(key);
+    const written = enqueued.next(key);
+    // The terminal row is queued and the write waits for it; the first failed statement ends
+    // the wait (syncWaitMs is a minute: the test would time out if it did not).
+    setImmediate(() => sink.fail());
+    await written;
+    expect(cluster.conditionOf(key, 'Audited')?.reason).toBe('Pending');
+  });
+
+  it('past the deadline: Audited=False/Abandoned, an AuditLost Event, the loss counted, the run let go', async () => {
+    const sink = new FakeSink();
+    let lost = 0;
+    const clock = { now: new Date() };
+    const { cluster, reconciler, enqueued } = fakeReconciler({
+      audit: audited(sink, { syncWaitMs: 0, deadlineMs: 1_000, onLost: () => lost++ }),
+      now: () => clock.now,
+    });
+    const key = cluster.add(noop('lost'));
+    await reconciler.reconcile(key);
+    await enqueued.next(key);
+    clock.now = new Date(clock.now.getTime() + 2_000);
+    await reconciler.reconcile(key);
+    expect(cluster.conditionOf(key, 'Audited')?.reason).toBe('Abandoned');
+    expect(cluster.events.at(-1)).toMatchObject({ type: 'Warning', reason: 'AuditLost' });
+    expect(lost).toBe(1);
+    await reconciler.reconcile(key);
+    expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([]);
+  });
+
+  it('a finished run found without its row (a restart) gets it queued again', async () => {
+    const sink = new FakeSink();
+    const first = fakeReconciler();
+    const key = first.cluster.add(noop('restart'));
+    const done = first.enqueued.next(key);
+    await first.reconciler.reconcile(key);
+    await done;
+
+    const { cluster, reconciler } = fakeReconciler({ audit: audited(sink) });
+    cluster.add(first.cluster.runs.get(key) as AgentRun);
+    expect(await reconciler.reconcile(key)).toEqual({ requeueAfterMs: 0 });
+    expect(sink.records.map((r) => r.status)).toEqual(['succeeded']);
+  });
+});
