@@ -334,8 +334,7 @@ const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount
 
 function leaderElectionNamespace(config: Config): string {
   if (config.LEADER_ELECTION_NAMESPACE) return config.LEADER_ELECTION_NAMESPACE;
-  const pod = process.env['POD_NAMESPACE'];
-  if (pod) return pod;
+  if (config.POD_NAMESPACE) return config.POD_NAMESPACE;
   try {
     return readFileSync(SERVICE_ACCOUNT_NAMESPACE, 'utf8').trim();
   } catch {

@@ -51,6 +51,11 @@ export const configSchema = z.object({
   LEADER_ELECTION_ID: z.string().min(1).default('agentrun-operator.agents.applylens.io'),
   /** Namespace of the Lease; empty: POD_NAMESPACE, the in-cluster namespace, else "default". */
   LEADER_ELECTION_NAMESPACE: z.string().default(''),
+  /**
+   * The pod's own namespace, which the shipped Deployment sets from the downward API; read here
+   * so that every setting goes through this schema. Only the Lease's namespace falls back to it.
+   */
+  POD_NAMESPACE: z.string().default(''),
   LEASE_DURATION_SECONDS: int(1, 3600).default(15),
   RENEW_DEADLINE_SECONDS: int(1, 3600).default(10),
   RETRY_PERIOD_SECONDS: int(1, 3600).default(2),

@@ -15,6 +15,7 @@ const DEFAULTS = {
   LEADER_ELECT: false,
   LEADER_ELECTION_ID: 'agentrun-operator.agents.applylens.io',
   LEADER_ELECTION_NAMESPACE: '',
+  POD_NAMESPACE: '',
   LEASE_DURATION_SECONDS: 15,
   RENEW_DEADLINE_SECONDS: 10,
   RETRY_PERIOD_SECONDS: 2,
@@ -272,6 +273,7 @@ describe('loadConfig: environment parsing', () => {
         WATCH_NAMESPACE: 'agents',
         LEADER_ELECTION_ID: 'my-lock',
         LEADER_ELECTION_NAMESPACE: 'ops',
+        POD_NAMESPACE: 'agentrun-system',
         HANDLERS_CONFIG: '/etc/agentrun/handlers.yaml',
       },
       [],
@@ -281,6 +283,7 @@ describe('loadConfig: environment parsing', () => {
       WATCH_NAMESPACE: 'agents',
       LEADER_ELECTION_ID: 'my-lock',
       LEADER_ELECTION_NAMESPACE: 'ops',
+      POD_NAMESPACE: 'agentrun-system',
       HANDLERS_CONFIG: '/etc/agentrun/handlers.yaml',
     });
   });
