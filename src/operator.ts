@@ -174,6 +174,7 @@ export class Operator {
       queuedStatusAfterMs: config.QUEUED_STATUS_AFTER_MS,
       metrics: options.metrics ?? metrics.controller,
       queueMetrics: metrics.workqueue,
+      attachQueue: (queue) => metrics.attachQueue(queue),
       ...(auditor
         ? {
             audit: {
@@ -185,7 +186,6 @@ export class Operator {
           }
         : {}),
     });
-    metrics.attachQueue(this.controller.queue);
     this.#elector = config.LEADER_ELECT
       ? new LeaderElector({
           kubeConfig,
@@ -269,7 +269,7 @@ export class Operator {
 
   /** /readyz: the cache has synced (a follower is ready too: it is waiting for the Lease). */
   ready(): boolean {
-    return this.controller.informer.hasSynced() && this.#stopping === undefined;
+    return this.controller.hasSynced() && this.#stopping === undefined;
   }
 
   get healthPort(): number | undefined {

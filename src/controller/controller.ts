@@ -25,6 +25,8 @@ export interface ControllerOptions {
   /** QUEUED_STATUS_AFTER_MS: when a run waiting for a handler slot says so; 0: never. */
   readonly queuedStatusAfterMs?: number;
   readonly queueMetrics?: WorkQueueMetrics;
+  /** Given the work queue once, for gauges read at scrape time (OperatorMetrics.attachQueue). */
+  readonly attachQueue?: (queue: WorkQueue) => void;
   readonly metrics?: ControllerMetrics;
   /** The audit log; absent when auditing is off. */
   readonly audit?: RunAudit;
@@ -52,6 +54,7 @@ export class AgentRunController {
     this.#metrics.maxConcurrentReconciles(options.workers);
     const queue = new WorkQueue(options.queueMetrics ? { metrics: options.queueMetrics } : {});
     this.queue = queue;
+    options.attachQueue?.(queue);
     this.informer = new Informer<AgentRun>({
       kubeConfig: options.kubeConfig,
       group: GROUP,
@@ -95,6 +98,11 @@ export class AgentRunController {
   async startCache(signal?: AbortSignal): Promise<void> {
     this.informer.start();
     await this.informer.waitForSync(signal);
+  }
+
+  /** The cache has listed every AgentRun once (what /readyz waits for). */
+  hasSynced(): boolean {
+    return this.informer.hasSynced();
   }
 
   /** Starts the reconcile workers (on the leader). */
