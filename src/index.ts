@@ -15,8 +15,9 @@ export type { Config } from './config/config.ts';
 export { ConfigError, loadConfig } from './config/config.ts';
 export type { RunEvents } from './controller/agentrun-reconciler.ts';
 export * from './handlers/index.ts';
-export type { OperatorOptions } from './operator.ts';
-export { createOperator, LeadershipLostError, Operator } from './operator.ts';
+// Operator is a type only: createOperator is the one way to build one.
+export type { Operator, OperatorOptions } from './operator.ts';
+export { createOperator, LeadershipLostError } from './operator.ts';
 export type { Logger } from './util/log.ts';
 export { createLogger, silentLogger } from './util/log.ts';
 export { OPERATOR_NAME, OPERATOR_VERSION } from './version.ts';

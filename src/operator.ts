@@ -14,10 +14,13 @@ import { HandlerRegistry } from './handlers/registry.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
 import { HealthServer } from './kube/health-server.ts';
 import { LeaderElector } from './kube/leader-election.ts';
+import { type Component, LEADER_ELECTION, Manager } from './kube/manager.ts';
 import { PooledKubeConfig } from './kube/pooled-kube-config.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 import { createLogger, type Logger } from './util/log.ts';
+
+export { LeadershipLostError } from './kube/manager.ts';
 
 /**
  * What a graceful stop may take beyond SHUTDOWN_GRACE_SECONDS: queued audit rows, then queued
@@ -40,14 +43,6 @@ export interface OperatorOptions {
   readonly events?: RunEvents;
   /** Controller metrics; default the Prometheus ones of the operator's registry (src/metrics). */
   readonly metrics?: ControllerMetrics;
-}
-
-/** The operator lost its Lease: like controller-runtime, stop, and let the process restart. */
-export class LeadershipLostError extends Error {
-  constructor() {
-    super('leader election lost');
-    this.name = 'LeadershipLostError';
-  }
 }
 
 /**
@@ -89,12 +84,12 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     });
     // Under an advisory lock, so replicas starting together do not race. A database that is
     // down at start-up must not keep runs from running: the operator starts anyway, rows queue,
-    // and the operator retries the migration in the background (see Operator.start).
+    // and the operator retries the migration in the background (migrationRetry).
     pendingMigration = config.AUDIT_MIGRATE && !(await tryMigrate(auditor, logger));
     // getAuditor(), the original get_auditor(): library code in this process reads through it.
     setAuditor(auditor);
   }
-  return new Operator(
+  return new Operator({
     config,
     logger,
     kubeConfig,
@@ -103,67 +98,59 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     options,
     auditor,
     pendingMigration,
-  );
+  });
 }
 
-export class Operator {
+/** What createOperator prepares for the Operator; nothing else builds one. */
+interface OperatorParts {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly kubeConfig: PooledKubeConfig;
+  readonly registry: HandlerRegistry;
+  readonly metrics: OperatorMetrics;
+  readonly options: OperatorOptions;
+  readonly auditor: AgentAuditor | undefined;
+  /** The start-up migration failed; retry it in the background. */
+  readonly pendingMigration: boolean;
+}
+
+/**
+ * The operator createOperator returns. Its parts are started and stopped by a Manager
+ * (src/kube/manager.ts) in the order declared here; only the type is public, so that the way to
+ * build one stays createOperator.
+ */
+class Operator {
   readonly config: Config;
   readonly logger: Logger;
   readonly registry: HandlerRegistry;
-  readonly controller: AgentRunController;
   readonly metrics: OperatorMetrics;
+  readonly auditor: AgentAuditor | undefined;
+  /** Settles when the operator stops; rejects with LeadershipLostError if the Lease was lost. */
   readonly done: Promise<void>;
   readonly #kubeConfig: PooledKubeConfig;
-  readonly #elector: LeaderElector | undefined;
-  #recorder: EventRecorder | undefined;
+  readonly #controller: AgentRunController;
+  readonly #manager: Manager;
   #health: HealthServer | undefined;
   #metricsServer: MetricsServer | undefined;
-  readonly auditor: AgentAuditor | undefined;
-  readonly #retention: RetentionJob | undefined;
-  #pendingMigration: boolean;
-  #migrationTimer: NodeJS.Timeout | undefined;
-  #stopping: Promise<void> | undefined;
-  #finish: (error?: Error) => void = () => {};
 
-  constructor(
-    config: Config,
-    logger: Logger,
-    kubeConfig: PooledKubeConfig,
-    registry: HandlerRegistry,
-    metrics: OperatorMetrics,
-    options: OperatorOptions,
-    auditor?: AgentAuditor,
-    pendingMigration = false,
-  ) {
+  constructor(parts: OperatorParts) {
+    const { config, logger, kubeConfig, metrics, auditor, options } = parts;
     this.config = config;
-    this.#kubeConfig = kubeConfig;
+    this.logger = logger;
+    this.registry = parts.registry;
     this.metrics = metrics;
     this.auditor = auditor;
-    this.#pendingMigration = pendingMigration;
-    this.#retention =
-      auditor && config.AUDIT_RETENTION_DAYS > 0
-        ? new RetentionJob({
-            store: auditor.store,
-            retentionDays: config.AUDIT_RETENTION_DAYS,
-            logger: logger.child({ component: 'audit-retention' }),
-          })
-        : undefined;
-    this.logger = logger;
-    this.registry = registry;
-    this.done = new Promise<void>((resolve, reject) => {
-      this.#finish = (error) => (error ? reject(error) : resolve());
-    });
-    // Nobody may be awaiting `done` yet; an unobserved rejection must not crash the process.
-    this.done.catch(() => {});
+    this.#kubeConfig = kubeConfig;
     let events = options.events;
+    let recorder: EventRecorder | undefined;
     if (!events) {
-      this.#recorder = new EventRecorder({ kubeConfig, component: 'agentrun-operator', logger });
-      events = this.#recorder;
+      recorder = new EventRecorder({ kubeConfig, component: 'agentrun-operator', logger });
+      events = recorder;
     }
-    this.controller = new AgentRunController({
+    const controller = new AgentRunController({
       kubeConfig,
       namespace: config.WATCH_NAMESPACE,
-      registry,
+      registry: parts.registry,
       events,
       logger,
       maxConcurrentRuns: config.MAX_CONCURRENT_RUNS,
@@ -186,48 +173,97 @@ export class Operator {
           }
         : {}),
     });
-    this.#elector = config.LEADER_ELECT
-      ? new LeaderElector({
-          kubeConfig,
-          namespace: leaderElectionNamespace(config),
-          name: config.LEADER_ELECTION_ID,
-          identity: `${hostname()}_${crypto.randomUUID()}`,
-          leaseDurationMs: config.LEASE_DURATION_SECONDS * 1000,
-          renewDeadlineMs: config.RENEW_DEADLINE_SECONDS * 1000,
-          retryPeriodMs: config.RETRY_PERIOD_SECONDS * 1000,
-          logger: logger.child({ component: 'leader-election' }),
-          metrics: metrics.leaderElection,
-          onStartedLeading: () => {
-            logger.info('became leader; starting workers');
-            this.#lead();
-          },
-          onStoppedLeading: () => {
-            if (this.#stopping) return;
-            logger.error('lost the leader lease; stopping');
-            void this.#stop(0, new LeadershipLostError());
-          },
-        })
-      : undefined;
+    this.#controller = controller;
+    const retention =
+      auditor && config.AUDIT_RETENTION_DAYS > 0
+        ? new RetentionJob({
+            store: auditor.store,
+            retentionDays: config.AUDIT_RETENTION_DAYS,
+            logger: logger.child({ component: 'audit-retention' }),
+          })
+        : undefined;
+    const components: Component[] = [
+      {
+        name: 'health-probes',
+        start: () => this.#serveProbes(),
+        stop: () => this.#health?.close(),
+      },
+      {
+        name: 'metrics-server',
+        start: () => this.#serveMetrics(),
+        stop: () => this.#metricsServer?.close(),
+      },
+      migrationRetry(parts.pendingMigration ? auditor : undefined, logger),
+      // On every replica, so that a new leader starts with a warm cache.
+      {
+        name: 'controller',
+        start: () => controller.startCache(),
+        stop: (graceMs) => controller.stop(graceMs),
+      },
+      // Stopped with the controller, whose stop() drains them.
+      { name: 'workers', leaderOnly: true, start: () => controller.startWorkers() },
+      // One deleter is enough.
+      {
+        name: 'audit-retention',
+        leaderOnly: true,
+        start: () => retention?.start(),
+        // Not awaited: a pass in flight ends after its batch, and closing the auditor's pool,
+        // next, waits for that batch.
+        stop: () => void retention?.stop(),
+      },
+      // Rows still queued get a few seconds; any left are re-audited from the runs' status by the
+      // next leader (their finalizer keeps them).
+      { name: 'auditor', stop: () => auditor?.close(SHUTDOWN_AUDIT_FLUSH_MS) },
+      {
+        name: 'event-recorder',
+        stop: async () => {
+          await recorder?.flush(SHUTDOWN_EVENTS_FLUSH_MS);
+          await recorder?.stop();
+        },
+      },
+      { name: 'kube-client', stop: () => kubeConfig.close() },
+    ];
+    this.#manager = new Manager({
+      logger,
+      components,
+      // Work first, then what the work writes to, then the Lease (handed back only once the
+      // leader's work has stopped), the probes and /metrics (scraped to the end), and last the
+      // connections every other part used.
+      stopOrder: [
+        'controller',
+        'workers',
+        'audit-retention',
+        'audit-migration',
+        'auditor',
+        'event-recorder',
+        LEADER_ELECTION,
+        'health-probes',
+        'metrics-server',
+        'kube-client',
+      ],
+      ...(config.LEADER_ELECT
+        ? {
+            leaderElection: (callbacks) =>
+              new LeaderElector({
+                kubeConfig,
+                namespace: leaderElectionNamespace(config),
+                name: config.LEADER_ELECTION_ID,
+                identity: `${hostname()}_${crypto.randomUUID()}`,
+                leaseDurationMs: config.LEASE_DURATION_SECONDS * 1000,
+                renewDeadlineMs: config.RENEW_DEADLINE_SECONDS * 1000,
+                retryPeriodMs: config.RETRY_PERIOD_SECONDS * 1000,
+                logger: logger.child({ component: 'leader-election' }),
+                metrics: metrics.leaderElection,
+                ...callbacks,
+              }),
+          }
+        : {}),
+    });
+    this.done = this.#manager.done;
   }
 
-  /** Serves probes, syncs the cache, then reconciles (as leader, when elections are on). */
+  /** Serves probes and /metrics, syncs the cache, then reconciles (as leader, with elections). */
   async start(): Promise<void> {
-    const address = this.config.HEALTH_PROBE_BIND_ADDRESS;
-    if (address) {
-      this.#health = await HealthServer.listen(
-        { healthy: () => true, ready: () => this.ready() },
-        address,
-      );
-    }
-    this.#metricsServer = await serveMetrics({
-      registry: this.metrics.registry,
-      enabled: this.metrics.enabled,
-      address: this.config.METRICS_BIND_ADDRESS,
-      secure: this.config.METRICS_SECURE,
-      certDir: this.config.METRICS_CERT_DIR,
-      kubeConfig: this.#kubeConfig,
-      logger: this.logger,
-    });
     this.logger.info(
       {
         agents: this.registry.names(),
@@ -237,39 +273,12 @@ export class Operator {
       },
       'starting agentrun-operator',
     );
-    if (this.#pendingMigration) this.#retryMigration(1_000);
-    await this.controller.startCache();
-    if (this.#elector) {
-      void this.#elector.run();
-    } else {
-      this.#lead();
-    }
-  }
-
-  /** Retries the start-up migration with backoff until it succeeds or the operator stops. */
-  #retryMigration(delayMs: number): void {
-    this.#migrationTimer = setTimeout(async () => {
-      const auditor = this.auditor;
-      if (!auditor || this.#stopping) return;
-      if (await tryMigrate(auditor, this.logger)) {
-        this.#pendingMigration = false;
-        this.logger.info('audit migrations applied; queued rows follow');
-      } else if (!this.#stopping) {
-        this.#retryMigration(Math.min(delayMs * 2, 60_000));
-      }
-    }, delayMs);
-    this.#migrationTimer.unref();
-  }
-
-  /** The leader's work: reconcile, and prune old audit rows (one replica is enough). */
-  #lead(): void {
-    this.controller.startWorkers();
-    this.#retention?.start();
+    await this.#manager.start();
   }
 
   /** /readyz: the cache has synced (a follower is ready too: it is waiting for the Lease). */
   ready(): boolean {
-    return this.controller.hasSynced() && this.#stopping === undefined;
+    return this.#controller.hasSynced() && !this.#manager.stopping;
   }
 
   get healthPort(): number | undefined {
@@ -281,36 +290,62 @@ export class Operator {
   }
 
   get isLeader(): boolean {
-    return this.#elector ? this.#elector.isLeader() : this.#stopping === undefined;
+    return this.#manager.isLeader;
   }
 
   /** Graceful stop (SIGTERM): no new work, in-flight handlers get SHUTDOWN_GRACE_SECONDS. */
   stop(): Promise<void> {
-    return this.#stop(this.config.SHUTDOWN_GRACE_SECONDS * 1000);
+    return this.#manager.stop(this.config.SHUTDOWN_GRACE_SECONDS * 1000);
   }
 
-  #stop(graceMs: number, error?: Error): Promise<void> {
-    this.#stopping ??= (async () => {
-      try {
-        await this.controller.stop(graceMs);
-        this.#retention?.stop();
-        clearTimeout(this.#migrationTimer);
-        // Rows still queued get a few seconds; any left are re-audited from the runs' status by
-        // the next leader (their finalizer keeps them).
-        await this.auditor?.close(SHUTDOWN_AUDIT_FLUSH_MS);
-        await this.#recorder?.flush(SHUTDOWN_EVENTS_FLUSH_MS);
-        await this.#recorder?.stop();
-        await this.#elector?.stop();
-        await this.#health?.close();
-        await this.#metricsServer?.close();
-        await this.#kubeConfig.close();
-      } finally {
-        this.logger.info('stopped');
-        this.#finish(error);
-      }
-    })();
-    return this.#stopping;
+  async #serveProbes(): Promise<void> {
+    const address = this.config.HEALTH_PROBE_BIND_ADDRESS;
+    if (!address) return;
+    this.#health = await HealthServer.listen(
+      { healthy: () => true, ready: () => this.ready() },
+      address,
+    );
   }
+
+  async #serveMetrics(): Promise<void> {
+    this.#metricsServer = await serveMetrics({
+      registry: this.metrics.registry,
+      enabled: this.metrics.enabled,
+      address: this.config.METRICS_BIND_ADDRESS,
+      secure: this.config.METRICS_SECURE,
+      certDir: this.config.METRICS_CERT_DIR,
+      kubeConfig: this.#kubeConfig,
+      logger: this.logger,
+    });
+  }
+}
+
+export type { Operator };
+
+/**
+ * Retries a start-up migration that failed (the database was down) with backoff, until it
+ * succeeds or the operator stops; audit rows queue meanwhile. Does nothing without an auditor.
+ */
+function migrationRetry(auditor: AgentAuditor | undefined, logger: Logger): Component {
+  let timer: NodeJS.Timeout | undefined;
+  const retry = (delayMs: number, signal: AbortSignal): void => {
+    timer = setTimeout(async () => {
+      if (signal.aborted || !auditor) return;
+      if (await tryMigrate(auditor, logger)) {
+        logger.info('audit migrations applied; queued rows follow');
+      } else if (!signal.aborted) {
+        retry(Math.min(delayMs * 2, 60_000), signal);
+      }
+    }, delayMs);
+    timer.unref();
+  };
+  return {
+    name: 'audit-migration',
+    start: (signal) => {
+      if (auditor) retry(1_000, signal);
+    },
+    stop: () => clearTimeout(timer),
+  };
 }
 
 async function tryMigrate(auditor: AgentAuditor, logger: Logger): Promise<boolean> {
@@ -332,11 +367,15 @@ function defaultKubeConfig(config: Config): KubeConfig {
 
 const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
-function leaderElectionNamespace(config: Config): string {
+/** The Lease's namespace: the setting, else the pod's own namespace, else "default". */
+export function leaderElectionNamespace(
+  config: Pick<Config, 'LEADER_ELECTION_NAMESPACE' | 'POD_NAMESPACE'>,
+  serviceAccountNamespaceFile = SERVICE_ACCOUNT_NAMESPACE,
+): string {
   if (config.LEADER_ELECTION_NAMESPACE) return config.LEADER_ELECTION_NAMESPACE;
   if (config.POD_NAMESPACE) return config.POD_NAMESPACE;
   try {
-    return readFileSync(SERVICE_ACCOUNT_NAMESPACE, 'utf8').trim();
+    return readFileSync(serviceAccountNamespaceFile, 'utf8').trim();
   } catch {
     return 'default';
   }
