@@ -41,21 +41,21 @@ export interface ControllerOptions {
  * workers start only with `startWorkers()`, on the leader.
  */
 export class AgentRunController {
-  readonly informer: Informer<AgentRun>;
-  readonly queue: WorkQueue;
-  readonly reconciler: AgentRunReconciler;
-  readonly #o: ControllerOptions;
+  readonly #informer: Informer<AgentRun>;
+  readonly #queue: WorkQueue;
+  readonly #reconciler: AgentRunReconciler;
+  readonly #options: ControllerOptions;
   readonly #metrics: ControllerMetrics;
   #workers: Promise<void>[] = [];
 
   constructor(options: ControllerOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#metrics = options.metrics ?? noControllerMetrics;
     this.#metrics.maxConcurrentReconciles(options.workers);
     const queue = new WorkQueue(options.queueMetrics ? { metrics: options.queueMetrics } : {});
-    this.queue = queue;
+    this.#queue = queue;
     options.attachQueue?.(queue);
-    this.informer = new Informer<AgentRun>({
+    this.#informer = new Informer<AgentRun>({
       kubeConfig: options.kubeConfig,
       group: GROUP,
       version: VERSION,
@@ -65,8 +65,8 @@ export class AgentRunController {
       logger: options.logger,
       resyncPeriodMs: options.resyncPeriodMs,
     });
-    this.reconciler = new AgentRunReconciler({
-      store: this.informer,
+    this.#reconciler = new AgentRunReconciler({
+      store: this.#informer,
       writer: new KubeAgentRunWriter(options.kubeConfig),
       handlers: options.registry,
       events: options.events,
@@ -83,12 +83,12 @@ export class AgentRunController {
       const key = objectKey(run);
       if (key) queue.add(key);
     };
-    this.informer.addEventHandler({
+    this.#informer.addEventHandler({
       onAdd: enqueue,
       onUpdate: (_old, run) => enqueue(run),
       onDelete: (run) => {
         enqueue(run);
-        this.reconciler.forget(run.metadata.uid);
+        this.#reconciler.forget(run.metadata.uid);
       },
       onResync: enqueue,
     });
@@ -96,21 +96,21 @@ export class AgentRunController {
 
   /** Starts listing and watching AgentRuns; resolves once the cache has synced. */
   async startCache(signal?: AbortSignal): Promise<void> {
-    this.informer.start();
-    await this.informer.waitForSync(signal);
+    this.#informer.start();
+    await this.#informer.waitForSync(signal);
   }
 
   /** The cache has listed every AgentRun once (what /readyz waits for). */
   hasSynced(): boolean {
-    return this.informer.hasSynced();
+    return this.#informer.hasSynced();
   }
 
   /** Starts the reconcile workers (on the leader). */
   startWorkers(): void {
     if (this.#workers.length > 0) return;
     // Keys queued before we led were dropped by no one: re-offer every cached run.
-    for (const key of this.informer.keys()) this.queue.add(key);
-    this.#workers = Array.from({ length: this.#o.workers }, () => this.#work());
+    for (const key of this.#informer.keys()) this.#queue.add(key);
+    this.#workers = Array.from({ length: this.#options.workers }, () => this.#work());
   }
 
   /**
@@ -119,37 +119,40 @@ export class AgentRunController {
    * written, and stops the informer.
    */
   async stop(graceMs: number): Promise<void> {
-    this.queue.shutDown();
+    this.#queue.shutDown();
     await Promise.all(this.#workers);
-    await this.reconciler.executor.drain(graceMs);
-    await this.reconciler.settled();
-    await this.informer.stop();
+    await this.#reconciler.executor.drain(graceMs);
+    await this.#reconciler.settled();
+    await this.#informer.stop();
   }
 
   async #work(): Promise<void> {
     for (;;) {
-      const key = await this.queue.get();
+      const key = await this.#queue.get();
       if (key === undefined) return;
       this.#metrics.activeWorkers(1);
       const start = performance.now();
       let result: 'success' | 'error' | 'requeue_after' = 'success';
       try {
-        const outcome = await this.reconciler.reconcile(key);
-        this.queue.forget(key);
+        const outcome = await this.#reconciler.reconcile(key);
+        this.#queue.forget(key);
         if (outcome.requeueAfterMs !== undefined) {
           result = 'requeue_after';
-          this.queue.addAfter(key, outcome.requeueAfterMs);
+          this.#queue.addAfter(key, outcome.requeueAfterMs);
         }
       } catch (error) {
         result = 'error';
         if (error instanceof ConflictError) {
-          this.#o.logger.debug({ key }, error.message);
+          this.#options.logger.debug({ key }, error.message);
         } else {
-          this.#o.logger.error({ err: error, key }, 'reconcile failed; retrying with backoff');
+          this.#options.logger.error(
+            { err: error, key },
+            'reconcile failed; retrying with backoff',
+          );
         }
-        this.queue.addRateLimited(key);
+        this.#queue.addRateLimited(key);
       } finally {
-        this.queue.done(key);
+        this.#queue.done(key);
         this.#metrics.reconcile(result, (performance.now() - start) / 1000);
         this.#metrics.activeWorkers(-1);
       }
