@@ -97,7 +97,7 @@ function prometheusRuleYaml(rulesText: string): string {
   return [
     '# GENERATED from ../rules/agentrun.rules.yaml: do not edit. Edit that file, then run',
     '#   npx vitest run -u test/unit/monitoring-manifests.test.ts',
-    '# test/integration/monitoring-promtool.test.ts runs promtool on both files.',
+    '# test/integration/monitoring/monitoring-promtool.test.ts runs promtool on both files.',
     '#',
     '# kube-prometheus-stack selects only PrometheusRules labelled `release: <its Helm release>` by',
     '# default: add that label, or set prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false.',

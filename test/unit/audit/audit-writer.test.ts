@@ -6,7 +6,7 @@ import { silentLogger } from '../../../src/util/log.ts';
 
 /**
  * The writer's queue logic against an in-memory RowWriter (the PostgreSQL side is tested in
- * test/integration/audit-writer.test.ts). Each statement takes one turn of the event loop.
+ * test/integration/audit/audit-writer.test.ts). Each statement takes one turn of the event loop.
  */
 class MemoryRows implements RowWriter {
   readonly rows = new Map<string, SanitisedRecord>();
