@@ -9,7 +9,7 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
  * deploy/monitoring as data: the PrometheusRule is generated from the plain rule file, every alert
  * is documented and tested, the dashboard parses and only queries metrics the operator exports,
  * and the Service, ServiceMonitor and rules agree on names, ports and the job label.
- * (promtool and the server-side dry-run are in test/integration/monitoring-*.test.ts.)
+ * (promtool and the server-side dry run are in test/integration/monitoring/.)
  */
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));

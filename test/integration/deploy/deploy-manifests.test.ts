@@ -127,7 +127,7 @@ const KUSTOMIZATIONS: Record<string, string[]> = {
   'deploy/postgres': [...DEFAULT, ...POSTGRES],
 };
 // The install manifests; deploy/monitoring, deploy/admission and deploy/gitops have their own
-// tests (monitoring-manifests, admission-attribution, gitops-*).
+// tests (under test/integration: monitoring/, deploy/admission-attribution.test.ts, gitops/).
 const INSTALL_DIRS = [
   'deploy/crd',
   'deploy/rbac',

@@ -15,7 +15,8 @@ import { kubectlFor } from '../../support/kubectl.ts';
  * deploy/monitoring against the real API server with the Prometheus Operator CRDs installed
  * (vendored from v0.93.0 in test/fixtures/prometheus-operator): every manifest and both
  * kustomizations pass `kubectl apply --dry-run=server` with strict field validation, so the
- * ServiceMonitor and PrometheusRule are checked against the CRDs' schemas.
+ * ServiceMonitor and PrometheusRule are checked against the CRDs' schemas. (The same files read
+ * as data, without a server, in test/unit/monitoring-manifests.test.ts.)
  */
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
