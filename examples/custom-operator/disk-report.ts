@@ -1,6 +1,6 @@
 // The custom agent of main.ts, in a module of its own so that a test can use it without starting
-// an operator (test/unit/docs-library-example.test.ts). docs/library.md shows this file as it looks
-// in your own project, where it imports from 'agentrun-operator' instead of the relative path.
+// an operator (test/unit/docs/docs-library-example.test.ts). docs/library.md shows this file as it
+// looks in your own project, where it imports from 'agentrun-operator' instead of the relative path.
 import { z } from 'zod';
 import { defineHandler } from '../../src/index.ts';
 

@@ -17,7 +17,7 @@
 -- not finished is Progressing whatever its generation.
 --
 -- Plain Lua 5.1 (Argo CD runs gopher-lua); run in Argo CD's VM (hack/tools/argocd-lua) by
--- test/unit/gitops-argocd-health.test.ts.
+-- test/unit/gitops/gitops-argocd-health.test.ts.
 local hs = {
   status = "Progressing",
   message = "Waiting for the operator to start the run",

@@ -14,7 +14,7 @@ import { statusOf } from '../../support/kube.ts';
 /**
  * The two ways deploy/gitops/argocd installs the AgentRun health check, built and dry-run on
  * the real API server: the kustomize component merged into an Argo CD install's argocd-cm, and
- * the argocd-cm.yaml snippet. (The Lua itself is tested in test/unit/gitops-argocd-health.)
+ * the argocd-cm.yaml snippet. (The Lua itself is tested in test/unit/gitops/gitops-argocd-health.)
  */
 
 const run = promisify(execFile);

@@ -16,7 +16,7 @@ import { kubectlFor } from '../../support/kubectl.ts';
  * (vendored from v0.93.0 in test/fixtures/prometheus-operator): every manifest and both
  * kustomizations pass `kubectl apply --dry-run=server` with strict field validation, so the
  * ServiceMonitor and PrometheusRule are checked against the CRDs' schemas. (The same files read
- * as data, without a server, in test/unit/monitoring-manifests.test.ts.)
+ * as data, without a server, in test/unit/monitoring/monitoring-manifests.test.ts.)
  */
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

@@ -10,8 +10,8 @@ import { toolPath } from '../../support/tools.ts';
 /**
  * The alerting rules through Prometheus's own tool: `promtool check rules` on the plain rule file
  * and on the PrometheusRule's spec, and `promtool test rules` on test/prometheus/*.test.yaml
- * (a firing and a non-firing case for every alert; test/unit/monitoring-manifests.test.ts checks
- * that every alert has both).
+ * (a firing and a non-firing case for every alert; test/unit/monitoring/monitoring-manifests.test.ts
+ * checks that every alert has both).
  */
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

@@ -3,7 +3,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
-import { createMetrics } from '../../src/metrics/metrics.ts';
+import { createMetrics } from '../../../src/metrics/metrics.ts';
 
 /**
  * deploy/monitoring as data: the PrometheusRule is generated from the plain rule file, every alert
@@ -12,7 +12,7 @@ import { createMetrics } from '../../src/metrics/metrics.ts';
  * (promtool and the server-side dry run are in test/integration/monitoring/.)
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MONITORING = join(ROOT, 'deploy/monitoring');
 const RULES_FILE = join(MONITORING, 'rules/agentrun.rules.yaml');
 const PROMETHEUS_RULE_FILE = join(MONITORING, 'base/prometheusrule.yaml');
@@ -96,7 +96,7 @@ function prometheusRuleYaml(rulesText: string): string {
   const body = lines.slice(lines.findIndex((line) => line !== '' && !line.startsWith('#')));
   return [
     '# GENERATED from ../rules/agentrun.rules.yaml: do not edit. Edit that file, then run',
-    '#   npx vitest run -u test/unit/monitoring-manifests.test.ts',
+    '#   npx vitest run -u test/unit/monitoring/monitoring-manifests.test.ts',
     '# test/integration/monitoring/monitoring-promtool.test.ts runs promtool on both files.',
     '#',
     '# kube-prometheus-stack selects only PrometheusRules labelled `release: <its Helm release>` by',
@@ -176,7 +176,7 @@ describe('PrometheusRule', () => {
     await expect(
       prometheusRuleYaml(rulesText),
       'deploy/monitoring/base/prometheusrule.yaml is generated from rules/agentrun.rules.yaml: edit ' +
-        'the rule file, then `npx vitest run -u test/unit/monitoring-manifests.test.ts`',
+        'the rule file, then `npx vitest run -u test/unit/monitoring/monitoring-manifests.test.ts`',
     ).toMatchFileSnapshot(PROMETHEUS_RULE_FILE);
   });
 

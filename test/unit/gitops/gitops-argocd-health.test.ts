@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { GROUP, KIND } from '../../src/api/agentrun.ts';
-import { queuedStatus, withAudited } from '../../src/controller/run-status.ts';
-import { toolPath } from '../support/tools.ts';
+import { GROUP, KIND } from '../../../src/api/agentrun.ts';
+import { queuedStatus, withAudited } from '../../../src/controller/run-status.ts';
+import { toolPath } from '../../support/tools.ts';
 import {
   agentRun,
   at,
@@ -18,7 +18,7 @@ import {
   T0,
   TERMINAL_REASONS,
   withStatus,
-} from './controller/fixtures.ts';
+} from '../controller/fixtures.ts';
 
 /**
  * The Argo CD health check (deploy/gitops/argocd/health.lua) run in Argo CD's own Lua VM
@@ -30,7 +30,7 @@ import {
  * returned table read as {status, message}. One harness process evaluates a whole batch.
  */
 
-const ARGOCD = fileURLToPath(new URL('../../deploy/gitops/argocd/', import.meta.url));
+const ARGOCD = fileURLToPath(new URL('../../../deploy/gitops/argocd/', import.meta.url));
 const HEALTH_LUA = join(ARGOCD, 'health.lua');
 const KEY = `resource.customizations.health.${GROUP}_${KIND}`;
 

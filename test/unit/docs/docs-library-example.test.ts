@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { diskReport } from '../../examples/custom-operator/disk-report.ts';
-import { silentLogger } from '../../src/index.ts';
+import { diskReport } from '../../../examples/custom-operator/disk-report.ts';
+import { silentLogger } from '../../../src/index.ts';
 
 /**
  * docs/library.md shows examples/custom-operator/ as it looks in a user's project. Its blocks must
@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/index.ts';
  * page says.
  */
 const read = (path: string) => readFileSync(fileURLToPath(new URL(path, import.meta.url)), 'utf8');
-const page = read('../../docs/library.md');
+const page = read('../../../docs/library.md');
 
 /** The ```ts block of the page whose first line is `// <name>`, without that line. */
 function block(name: string): string {
@@ -22,7 +22,7 @@ function block(name: string): string {
 
 /** An example file as it reads in a user's project: no header comment, the package's imports. */
 function asInYourProject(file: string): string {
-  const lines = read(`../../examples/custom-operator/${file}`).split('\n');
+  const lines = read(`../../../examples/custom-operator/${file}`).split('\n');
   return lines
     .slice(lines.findIndex((line) => !line.startsWith('//')))
     .join('\n')

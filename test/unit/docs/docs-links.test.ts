@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
  * Relative links in the READMEs and docs/ point at files that exist, and a `#fragment` into a
  * markdown file names one of its headings (GitHub's anchors). Links to web sites are not checked.
  */
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const pages = [
   'README.md',
   'deploy/README.md',
