@@ -298,3 +298,33 @@ describe('messages', () => {
     expect(errorMessage(thrown)).toBe(expected);
   });
 });
+
+describe('errorMessage', () => {
+  const cases: ReadonlyArray<{ name: string; error: unknown; expected: string }> = [
+    { name: 'an Error', error: new Error('boom'), expected: 'boom' },
+    { name: 'an Error subclass', error: new TypeError('bad type'), expected: 'bad type' },
+    { name: 'an Error with an empty message', error: new Error(''), expected: 'Error' },
+    { name: 'an empty TypeError', error: new TypeError(), expected: 'TypeError' },
+    {
+      name: 'an empty Error with a custom name',
+      error: Object.assign(new Error(''), { name: 'HandlerError' }),
+      expected: 'HandlerError',
+    },
+    { name: 'a string', error: 'just text', expected: 'just text' },
+    { name: 'an empty string', error: '', expected: '' },
+    {
+      name: 'an object',
+      error: { code: 'E1', retry: false },
+      expected: '{"code":"E1","retry":false}',
+    },
+    { name: 'an array', error: [1, 'two'], expected: '[1,"two"]' },
+    { name: 'a number', error: 42, expected: '42' },
+    { name: 'null', error: null, expected: 'null' },
+    { name: 'undefined', error: undefined, expected: 'undefined' },
+  ];
+  for (const { name, error, expected } of cases) {
+    it(name, () => {
+      expect(errorMessage(error)).toBe(expected);
+    });
+  }
+});
