@@ -5,6 +5,7 @@ import {
   type KubeConfig,
   type V1UserInfo,
 } from '@kubernetes/client-node';
+import { LRUCache } from 'lru-cache';
 
 /**
  * Authentication and authorization of /metrics scrapes, delegated to the API server like
@@ -171,41 +172,41 @@ function message(error: unknown): string {
 /**
  * A bounded map whose entries expire, with single flight: concurrent loads of one key share a
  * promise. Rejections are not cached. Past `maxEntries`, the least recently stored go first.
+ * Storage, bound and TTLs are lru-cache's; this adds the single flight, a TTL chosen per value
+ * (<= 0: not stored) and expiry as soon as the TTL has passed (lru-cache's own staleness check
+ * would still return the entry at that very millisecond).
  */
-export class TtlCache<V> {
-  readonly #entries = new Map<string, { readonly value: V; readonly expiresAt: number }>();
+export class TtlCache<V extends NonNullable<unknown>> {
+  readonly #entries: LRUCache<string, V>;
   readonly #loading = new Map<string, Promise<V>>();
-  readonly #maxEntries: number;
-  readonly #now: () => number;
 
   constructor(maxEntries: number, now: () => number = Date.now) {
-    this.#maxEntries = Math.max(1, maxEntries);
-    this.#now = now;
+    this.#entries = new LRUCache<string, V>({
+      max: Math.max(1, Math.floor(maxEntries)),
+      perf: { now },
+      // Read the clock on every check instead of caching it for a millisecond with a timer.
+      ttlResolution: 0,
+    });
   }
 
+  /** Entries stored, expired ones included until they are read. */
   get size(): number {
     return this.#entries.size;
   }
 
   get(key: string): V | undefined {
-    const entry = this.#entries.get(key);
-    if (!entry) return undefined;
-    if (entry.expiresAt <= this.#now()) {
+    if (this.#entries.getRemainingTTL(key) <= 0) {
       this.#entries.delete(key);
       return undefined;
     }
-    return entry.value;
+    // peek, not get: reading does not move an entry back in line for eviction.
+    return this.#entries.peek(key);
   }
 
   set(key: string, value: V, ttlMs: number): void {
     this.#entries.delete(key);
     if (ttlMs <= 0) return;
-    this.#entries.set(key, { value, expiresAt: this.#now() + ttlMs });
-    while (this.#entries.size > this.#maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done) break;
-      this.#entries.delete(oldest.value);
-    }
+    this.#entries.set(key, value, { ttl: ttlMs });
   }
 
   getOrLoad(key: string, load: () => Promise<V>, ttlOf: (value: V) => number): Promise<V> {
