@@ -8,6 +8,7 @@ import {
   setHeaderOptions,
   V1MicroTime,
 } from '@kubernetes/client-node';
+import { LRUCache } from 'lru-cache';
 import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { describeKubeError, statusCodeOf } from './kube-errors.ts';
@@ -142,8 +143,8 @@ export class EventRecorder {
   readonly #correlationWindowMs: number;
   readonly #requestTimeoutMs: number;
   readonly #bucket: TokenBucket;
-  readonly #series = new LruMap<string, Series>(CACHE_SIZE);
-  readonly #spam = new LruMap<string, TokenBucket>(CACHE_SIZE);
+  readonly #series = new LRUCache<string, Series>({ max: CACHE_SIZE });
+  readonly #spam = new LRUCache<string, TokenBucket>({ max: CACHE_SIZE });
   readonly #queue: Job[] = [];
   readonly #stopController = new AbortController();
   readonly #throttle: LogThrottle;
@@ -553,43 +554,6 @@ export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch, withSignal(signal)),
       ),
   };
-}
-
-/** A Map that forgets its least recently used entry beyond `capacity`. */
-class LruMap<K, V> {
-  readonly #map = new Map<K, V>();
-  readonly #capacity: number;
-
-  constructor(capacity: number) {
-    this.#capacity = capacity;
-  }
-
-  get(key: K): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-
-  /** Reads without refreshing the entry's recency. */
-  peek(key: K): V | undefined {
-    return this.#map.get(key);
-  }
-
-  set(key: K, value: V): void {
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    if (this.#map.size > this.#capacity) {
-      const oldest = this.#map.keys().next();
-      if (!oldest.done) this.#map.delete(oldest.value);
-    }
-  }
-
-  delete(key: K): void {
-    this.#map.delete(key);
-  }
 }
 
 /**
