@@ -1,10 +1,10 @@
 import { expect } from 'vitest';
-import type { AttemptResult } from '../../../src/controller/run-status.ts';
 import {
   type Execution,
   Executor,
   type ExecutorOptions,
 } from '../../../src/controller/executor.ts';
+import type { AttemptResult } from '../../../src/controller/run-status.ts';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 
