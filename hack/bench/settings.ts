@@ -1,0 +1,71 @@
+/** `make bench`'s knobs, from the environment (docs/performance.md lists them). */
+
+export const BENCHES = ['burst', 'rate', 'mem'] as const;
+export type BenchName = (typeof BENCHES)[number];
+
+export interface Settings {
+  /** Runs in the burst, for the operator and again for the replay. */
+  readonly runs: number;
+  /** Concurrent creators, in every scenario. */
+  readonly concurrency: number;
+  /** Offered runs/s of the steady scenarios, each with a fresh operator. */
+  readonly rates: readonly number[];
+  /** Runs per offered rate. */
+  readonly rateN: number;
+  /** Finished runs present in the scale scenario, ascending (0, the idle baseline, comes first). */
+  readonly memN: readonly number[];
+  /** Operator starts per size in the scale scenario. */
+  readonly restarts: number;
+  readonly benches: ReadonlySet<BenchName>;
+  /** The product default: every run gets its audit row in a throwaway PostgreSQL. */
+  readonly audit: boolean;
+  /** Settings handed to the operator as they are (it reads more from the environment). */
+  readonly operatorEnv: Readonly<Record<string, string>>;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function loadSettings(env: Env = process.env): Settings {
+  const problems: string[] = [];
+  const int = (key: string, fallback: number, min: number): number => {
+    const raw = env[key] ?? '';
+    if (raw === '') return fallback;
+    const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!(value >= min)) problems.push(`${key}=${raw}: expected a whole number >= ${min}`);
+    return value;
+  };
+  const list = (key: string, fallback: string, min: number, pattern: RegExp): number[] =>
+    words(env[key] ?? fallback).map((word) => {
+      const value = pattern.test(word) ? Number(word) : Number.NaN;
+      if (!(value >= min)) problems.push(`${key}: "${word}" is not a number >= ${min}`);
+      return value;
+    });
+  const benches = new Set<BenchName>();
+  for (const word of words(env['BENCHES'] ?? BENCHES.join(' '))) {
+    // The peer's compare.sh calls the burst "throughput".
+    const name = word === 'throughput' ? 'burst' : word;
+    if ((BENCHES as readonly string[]).includes(name)) benches.add(name as BenchName);
+    else problems.push(`BENCHES: unknown bench "${word}" (known: ${BENCHES.join(', ')})`);
+  }
+  const settings: Settings = {
+    runs: int('RUNS', 2000, 1),
+    concurrency: int('CONCURRENCY', 32, 1),
+    rates: list('RATES', '25 50 100', 0.1, /^\d+(\.\d+)?$/),
+    rateN: int('RATE_N', 1000, 1),
+    memN: [...new Set([0, ...list('MEM_N', '10000 50000', 1, /^\d+$/)])].sort((a, b) => a - b),
+    restarts: int('MEM_RESTARTS', 2, 1),
+    benches,
+    audit: env['AUDIT'] !== '0',
+    operatorEnv: {
+      LOG_LEVEL: env['LOG_LEVEL'] ?? 'info',
+      MAX_CONCURRENT_RUNS: env['MAX_CONCURRENT_RUNS'] ?? '10',
+      QUEUED_STATUS_AFTER_MS: env['QUEUED_STATUS_AFTER_MS'] ?? '2000',
+    },
+  };
+  if (problems.length > 0) throw new Error(`bench settings:\n  ${problems.join('\n  ')}`);
+  return settings;
+}
+
+function words(value: string): string[] {
+  return value.split(/[\s,]+/).filter(Boolean);
+}
