@@ -83,8 +83,20 @@ test-integration: $(DEPS) ## Run integration tests against a real control plane 
 	$(WITH_ENVTEST) $(WITH_PROMETHEUS) $(VITEST) run --project integration
 
 .PHONY: bench
-bench: $(DEPS) ## Throughput benchmark: operator runs/s vs a plain client making the same writes (RUNS=2000 CONCURRENCY=32).
+bench: $(DEPS) ## Burst, steady rates, memory and start-up with N finished runs; writes bench/results/ (docs/performance.md).
 	$(WITH_ENVTEST) node hack/bench.ts
+
+# The Go controller-runtime yardstick lives outside the repository (issue 14); its compare.sh
+# clones this checkout's committed state, so commit first. Env: N, C, ROUNDS, RATE, RATE_N, MEM_N.
+PEER_DIR ?= $(CURDIR)/../shared/peer
+
+.PHONY: bench-peer
+bench-peer: $(DEPS) ## Side by side with the Go peer (PEER_DIR=../shared/peer; skipped when absent). Commit first.
+	@if [ -x "$(PEER_DIR)/compare.sh" ]; then \
+		PROJECT="$(CURDIR)" "$(PEER_DIR)/compare.sh"; \
+	else \
+		echo "bench-peer: no $(PEER_DIR)/compare.sh here, skipping (set PEER_DIR to the peer's directory)"; \
+	fi
 
 .PHONY: envtest
 envtest: ## Build or find kube-apiserver + etcd; prints their directory as the last line.
