@@ -26,10 +26,11 @@ export async function main(): Promise<number> {
   const logDir = join(root, '.reports/bench');
   mkdirSync(logDir, { recursive: true });
   const plane = await ControlPlane.start();
-  const postgres = settings.audit ? await PostgresServer.start() : undefined;
+  let postgres: PostgresServer | undefined;
   // The load generator pools its connections, as any sensible client does.
   const kc = PooledKubeConfig.from(adminKubeConfig(plane.info));
   try {
+    if (settings.audit) postgres = await PostgresServer.start();
     await installCrd(plane.info);
     const ctx: BenchContext = {
       settings,

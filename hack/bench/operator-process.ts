@@ -187,8 +187,9 @@ export class OperatorProcess {
         const list = (await res.json()) as { webSocketDebuggerUrl?: string }[];
         target = list[0]?.webSocketDebuggerUrl;
       } catch {
-        await sleep(50);
+        // Not listening yet.
       }
+      if (!target) await sleep(50);
     }
     if (!target) throw new Error(`the operator's inspector did not answer on ${base}`);
     const session = await InspectorSession.open(target);
