@@ -4,5 +4,12 @@
 // idle RSS and V8 heap, and start-up with many finished runs cached. hack/bench/main.ts says how;
 // docs/performance.md says how to read it.
 import { main } from './bench/main.ts';
+import { SettingsError } from './bench/settings.ts';
 
-process.exitCode = await main();
+try {
+  process.exitCode = await main();
+} catch (error) {
+  if (!(error instanceof SettingsError)) throw error;
+  console.error(error.message);
+  process.exitCode = 2;
+}

@@ -62,10 +62,18 @@ export function loadSettings(env: Env = process.env): Settings {
       QUEUED_STATUS_AFTER_MS: env['QUEUED_STATUS_AFTER_MS'] ?? '2000',
     },
   };
-  if (problems.length > 0) throw new Error(`bench settings:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0) throw new SettingsError(problems);
   return settings;
 }
 
 function words(value: string): string[] {
   return value.split(/[\s,]+/).filter(Boolean);
+}
+
+/** Bad knobs: said in a few lines, without a stack trace. */
+export class SettingsError extends Error {
+  constructor(problems: readonly string[]) {
+    super(`bench settings:\n  ${problems.join('\n  ')}`);
+    this.name = 'SettingsError';
+  }
 }
