@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
 import {
   type Ctx,
@@ -7,18 +7,13 @@ import {
   forever,
   harness,
   ManualHandler,
+  onFakeTimers,
   reserveAndStart,
 } from './executor-harness.ts';
 
 /** Executor.abort (cancel, timeout, shutdown): the execution ends at once, and only once. */
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+onFakeTimers();
 
 describe('Executor: abort', () => {
   for (const reason of ['Canceled', 'TimedOut', 'Shutdown'] as const) {

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type Execution, Executor } from '../../../src/controller/executor.ts';
 import {
   execution,
@@ -6,18 +6,13 @@ import {
   forever,
   harness,
   ManualHandler,
+  onFakeTimers,
   reserveAndStart,
 } from './executor-harness.ts';
 
 /** Executor timers: a run's deadline (TimedOut) and the onLongRunning warning. */
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+onFakeTimers();
 
 describe('Executor: deadline', () => {
   it('a deadline in the past times the execution out at once, without calling the handler', async () => {

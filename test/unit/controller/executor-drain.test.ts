@@ -1,22 +1,17 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   execution,
   flush,
   forever,
   harness,
   ManualHandler,
+  onFakeTimers,
   reserveAndStart,
 } from './executor-harness.ts';
 
 /** Executor.drain: graceful shutdown, waiting up to a grace period, then aborting with Shutdown. */
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+onFakeTimers();
 
 describe('Executor: drain', () => {
   it('returns at once when nothing is executing', async () => {

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type Execution, Executor } from '../../../src/controller/executor.ts';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
 import {
@@ -7,18 +7,13 @@ import {
   harness,
   logger,
   ManualHandler,
+  onFakeTimers,
   reserveAndStart,
 } from './executor-harness.ts';
 
 /** Executor: how the handler is called, and onFinished once for each execution that settles. */
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+onFakeTimers();
 
 describe('Executor: the handler call', () => {
   it('passes runId, attempt, dryRun, an unaborted signal and the logger', async () => {

@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect, vi } from 'vitest';
 import {
   type Execution,
   Executor,
@@ -119,4 +119,14 @@ export function harness(options: Partial<ExecutorOptions> & { maxConcurrent: num
 export function reserveAndStart(executor: Executor, exec: Execution): void {
   expect(executor.reserve(exec.key)).toBe(true);
   executor.start(exec);
+}
+
+/** Every executor test runs on fake timers: deadlines and long-running checks are timers. */
+export function onFakeTimers(): void {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 }

@@ -1,17 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Executor } from '../../../src/controller/executor.ts';
 import type { JsonObject } from '../../../src/handlers/handler.ts';
-import { logger } from './executor-harness.ts';
+import { logger, onFakeTimers } from './executor-harness.ts';
 
 /** Executor slots under a randomised (seeded) reconciler: never overbooked, no key stranded. */
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+onFakeTimers();
 
 /** A small deterministic PRNG (mulberry32), so the simulation is reproducible. */
 function prng(seed: number): () => number {

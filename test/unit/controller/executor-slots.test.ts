@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Executor } from '../../../src/controller/executor.ts';
 import {
   execution,
@@ -6,18 +6,13 @@ import {
   forever,
   harness,
   ManualHandler,
+  onFakeTimers,
   reserveAndStart,
 } from './executor-harness.ts';
 
 /** Executor slots: reserving up to MAX_CONCURRENT_RUNS, and waking the keys that waited. */
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
+onFakeTimers();
 
 describe('Executor: capacity', () => {
   it('reserves up to maxConcurrent slots, then refuses and remembers the key', () => {
