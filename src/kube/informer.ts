@@ -45,6 +45,14 @@ interface InformerCommonOptions<T> {
    * undefined or throws) are left out of the cache and logged once at warn per name.
    */
   readonly parse: (raw: unknown) => T | undefined;
+  /**
+   * Turns a parsed object into what the cache keeps (client-go's `SetTransform`): e.g. a slim
+   * copy without fields no reader of the cache needs. It runs once per resourceVersion, before
+   * the object is cached or handed to any handler, so handlers, `get` and `list` all see its
+   * result; it must keep `metadata` (namespace, name, uid, resourceVersion) and must not throw.
+   * Default: the parsed object as it is.
+   */
+  readonly transform?: ((object: T) => T) | undefined;
   readonly logger: Logger;
   /** Period of `onResync` for every cached object; default 10 min; 0 turns resync off. */
   readonly resyncPeriodMs?: number;
@@ -78,14 +86,17 @@ export type InformerOptions<T> = InformerCommonOptions<T> &
  * failure (429 while a new CRD's watch cache warms up, 5xx, network errors) is retried with
  * backoff until `stop()`: the informer never gives up on its own.
  *
- * Cached objects have `metadata.managedFields` removed and are shared with every caller: treat
- * what `get`, `list` and the handlers return as read-only.
+ * Cached objects have `metadata.managedFields` removed (and pass through `transform`, if given)
+ * and are shared with every caller: treat what `get`, `list` and the handlers return as
+ * read-only. An object is parsed once per resourceVersion: a relist that finds an object at the
+ * version already cached keeps the cached one without parsing it again.
  */
 export class Informer<T extends KubeObject> {
   readonly #listWatch: ListWatch;
   /** `plural.group`, for logs and errors. */
   readonly #resource: string;
   readonly #parse: (raw: unknown) => T | undefined;
+  readonly #transform: ((object: T) => T) | undefined;
   readonly #log: Logger;
   readonly #resyncPeriodMs: number;
   readonly #watchTimeoutSeconds: number | undefined;
@@ -113,6 +124,7 @@ export class Informer<T extends KubeObject> {
     const { group, version, plural } = options;
     const namespace = options.namespace || undefined;
     this.#parse = options.parse;
+    this.#transform = options.transform;
     this.#resyncPeriodMs = options.resyncPeriodMs ?? DEFAULT_RESYNC_PERIOD_MS;
     this.#watchTimeoutSeconds = options.watchTimeoutSeconds;
     this.#inactivityTimeoutMs = options.inactivityTimeoutMs ?? DEFAULT_INACTIVITY_TIMEOUT_MS;
@@ -409,17 +421,21 @@ export class Informer<T extends KubeObject> {
    * cached object that no longer parses can be dropped; logs a rejected key once.
    */
   #decode(raw: unknown, rejected: Set<string>): { key?: string; object?: T } {
+    const rawMeta = isRecord(raw) && isRecord(raw['metadata']) ? raw['metadata'] : {};
+    const namespace = typeof rawMeta['namespace'] === 'string' ? rawMeta['namespace'] : undefined;
+    const name = typeof rawMeta['name'] === 'string' ? rawMeta['name'] : undefined;
+    const cached = this.#unchanged(namespace, name, rawMeta);
+    if (cached !== undefined) return cached;
     stripManagedFields(raw);
     let object: T | undefined;
     let failure: string | undefined;
     try {
       object = this.#parse(raw);
+      if (object !== undefined && this.#transform) object = this.#transform(object);
     } catch (error) {
+      object = undefined;
       failure = error instanceof Error ? error.message : String(error);
     }
-    const rawMeta = isRecord(raw) && isRecord(raw['metadata']) ? raw['metadata'] : {};
-    const namespace = typeof rawMeta['namespace'] === 'string' ? rawMeta['namespace'] : undefined;
-    const name = typeof rawMeta['name'] === 'string' ? rawMeta['name'] : undefined;
     const key = object ? objectKey(object) : objectKey({ metadata: { namespace, name } });
     if (object !== undefined && key !== undefined) {
       if (rejected.size > 0) rejected.delete(key);
@@ -439,6 +455,26 @@ export class Informer<T extends KubeObject> {
     }
     rejected.add(logKey);
     return key === undefined ? {} : { key };
+  }
+
+  /**
+   * The cached object when the raw one is the same version of it (same uid and resourceVersion):
+   * a relist re-delivers every unchanged object, and parsing it again would only make garbage.
+   */
+  #unchanged(
+    namespace: string | undefined,
+    name: string | undefined,
+    rawMeta: Record<string, unknown>,
+  ): { key: string; object: T } | undefined {
+    const resourceVersion = rawMeta['resourceVersion'];
+    if (typeof resourceVersion !== 'string' || resourceVersion === '') return undefined;
+    const key = objectKey({ metadata: { namespace, name } });
+    if (key === undefined) return undefined;
+    const cached = this.#cache.get(key);
+    if (cached === undefined) return undefined;
+    const meta = cached.metadata;
+    if (meta.resourceVersion !== resourceVersion || meta.uid !== rawMeta['uid']) return undefined;
+    return { key, object: cached };
   }
 
   #resync(): void {
