@@ -8,6 +8,7 @@ import type { Logger } from '../util/log.ts';
 import { AgentRunReconciler, type RunEvents } from './agentrun-reconciler.ts';
 import { ConflictError, KubeAgentRunWriter } from './agentrun-writer.ts';
 import type { RunAudit } from './audit-tracker.ts';
+import { agentRunCacheTransform } from './cache-transform.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 
 export interface ControllerOptions {
@@ -62,6 +63,7 @@ export class AgentRunController {
       plural: PLURAL,
       namespace: options.namespace,
       parse: parseAgentRun,
+      transform: agentRunCacheTransform({ auditing: options.audit !== undefined }),
       logger: options.logger,
       resyncPeriodMs: options.resyncPeriodMs,
     });
