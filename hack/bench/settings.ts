@@ -1,3 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+
 /** `make bench`'s knobs, from the environment (docs/performance.md lists them). */
 
 export const BENCHES = ['burst', 'rate', 'mem'] as const;
@@ -60,6 +64,11 @@ export function loadSettings(env: Env = process.env): Settings {
       LOG_LEVEL: env['LOG_LEVEL'] ?? 'info',
       MAX_CONCURRENT_RUNS: env['MAX_CONCURRENT_RUNS'] ?? '10',
       QUEUED_STATUS_AFTER_MS: env['QUEUED_STATUS_AFTER_MS'] ?? '2000',
+      // V8's sizing as the Deployment ships it, unless OPERATOR_NODE_OPTIONS says otherwise; the
+      // bench's own NODE_OPTIONS (e.g. --cpu-prof) is added to it.
+      NODE_OPTIONS: [env['OPERATOR_NODE_OPTIONS'] ?? deployedNodeOptions(), env['NODE_OPTIONS']]
+        .filter(Boolean)
+        .join(' '),
     },
   };
   if (problems.length > 0) throw new SettingsError(problems);
@@ -76,4 +85,19 @@ export class SettingsError extends Error {
     super(`bench settings:\n  ${problems.join('\n  ')}`);
     this.name = 'SettingsError';
   }
+}
+
+const MANAGER_YAML = join(import.meta.dirname, '../../deploy/manager/manager.yaml');
+
+/** NODE_OPTIONS of the manager container in deploy/manager/manager.yaml ('' when it has none). */
+export function deployedNodeOptions(path = MANAGER_YAML): string {
+  const deployment = parse(readFileSync(path, 'utf8')) as {
+    spec?: { template?: { spec?: { containers?: { name?: string; env?: unknown[] }[] } } };
+  };
+  const manager = deployment.spec?.template?.spec?.containers?.find((c) => c.name === 'manager');
+  for (const entry of manager?.env ?? []) {
+    const { name, value } = (entry ?? {}) as { name?: unknown; value?: unknown };
+    if (name === 'NODE_OPTIONS' && typeof value === 'string') return value;
+  }
+  return '';
 }

@@ -326,7 +326,8 @@ describe('deploy/default, rendered', () => {
   });
 
   it('sets only settings the operator knows, with values it accepts', () => {
-    const known = new Set([...Object.keys(configSchema.shape), 'POD_NAMESPACE']);
+    // NODE_OPTIONS is read by Node.js itself (V8's heap sizing, memory-limit.test.ts checks it).
+    const known = new Set([...Object.keys(configSchema.shape), 'POD_NAMESPACE', 'NODE_OPTIONS']);
     for (const { name } of container.env ?? []) expect(known, name).toContain(name);
     const config = loadConfig({ ...literalEnv(container), DATABASE_URL: 'postgres://u:p@db/x' });
     expect(config).toMatchObject({
