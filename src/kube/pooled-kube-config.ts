@@ -50,20 +50,30 @@ export class PooledKubeConfig extends KubeConfig {
   }
 
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
-    await super.applySecurityAuthentication(context);
-    const fresh = context.getDispatcher();
-    if (!fresh) return;
     const key = JSON.stringify([this.getCurrentCluster()?.name, this.getCurrentUser()?.name]);
     const pooled = this.#dispatchers.get(key);
     if (pooled) {
+      // The headers client-node's applySecurityAuthentication sets, without the undici Agent it
+      // would build (and we would close) for every request.
+      const options: { headers?: Record<string, unknown> } = {};
+      await this.applyToHTTPSOptions(options);
+      const user = this.getCurrentUser();
+      if (user?.username) {
+        const auth = Buffer.from(`${user.username}:${user.password}`).toString('base64');
+        context.setHeaderParam('Authorization', `Basic ${auth}`);
+      }
+      for (const [name, value] of Object.entries(options.headers ?? {})) {
+        context.setHeaderParam(name, `${String(value)}`);
+      }
       context.setDispatcher(pooled);
-      // Never used: it has no connections to close, so this is cheap.
-      void fresh.close();
-    } else {
-      const dispatcher = this.#interceptor ? fresh.compose(this.#interceptor) : fresh;
-      this.#dispatchers.set(key, dispatcher);
-      context.setDispatcher(dispatcher);
+      return;
     }
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getDispatcher();
+    if (!fresh) return;
+    const dispatcher = this.#interceptor ? fresh.compose(this.#interceptor) : fresh;
+    this.#dispatchers.set(key, dispatcher);
+    context.setDispatcher(dispatcher);
   }
 
   /** Closes the pooled connections (on shutdown). */
