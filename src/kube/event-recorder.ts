@@ -532,15 +532,18 @@ function checkWords(type: EventType, reason: string, action: string): string | u
  * when cut, without splitting a character.
  */
 export function truncateNote(message: string, maxBytes: number = NOTE_MAX_BYTES): string {
+  // A UTF-16 unit is at most 3 bytes of UTF-8: most notes are measured without being encoded.
+  if (message.length * 3 <= maxBytes || Buffer.byteLength(message, 'utf8') <= maxBytes) {
+    return message;
+  }
   const encoded = Buffer.from(message, 'utf8');
-  if (encoded.length <= maxBytes) return message;
   let end = Math.max(0, maxBytes - 3);
   // Step back over continuation bytes (10xxxxxx) so the cut lands on a character boundary.
   while (end > 0 && ((encoded[end] ?? 0) & 0xc0) === 0x80) end--;
   return `${encoded.subarray(0, end).toString('utf8')}...`;
 }
 
-/** The default sink: events.k8s.io/v1 through client-node. */
+/** The default sink: events.k8s.io/v1, with client-node's authentication and connection pool. */
 export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
   const path = (namespace: string, name = ''): string =>
     `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events${name ? `/${encodeURIComponent(name)}` : ''}`;
