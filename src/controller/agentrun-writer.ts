@@ -14,6 +14,7 @@ import {
   VERSION,
 } from '../api/agentrun.ts';
 import { describeKubeError } from '../kube/kube-errors.ts';
+import { stripManagedFields } from '../kube/kube-object.ts';
 import { kubeRequest } from '../kube/kube-request.ts';
 
 /** The AgentRun writes the controller makes; a thin adapter over the API server. */
@@ -164,6 +165,9 @@ export class KubeAgentRunWriter implements AgentRunWriter {
   }
 
   #parse(raw: unknown, run: AgentRun): AgentRun {
+    // Like the informer's cache: the reconciler keeps written objects for a while and never
+    // reads the server-side apply bookkeeping, which is most of an object's size.
+    stripManagedFields(raw);
     const parsed = parseAgentRun(raw);
     if (!parsed)
       throw new Error(
