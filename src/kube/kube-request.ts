@@ -25,30 +25,45 @@ export interface KubeRequest {
 export async function kubeRequest(kc: KubeConfig, request: KubeRequest): Promise<unknown> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('No active cluster!');
-  const url = new URL(`${server.replace(/\/+$/, '')}${request.path}`);
-  const context = new RequestContext(url.href, HttpMethod[request.method]);
+  const { origin, basePath } = serverParts(server);
+  const path = `${basePath}${request.path}`;
+  const context = new RequestContext(`${origin}${path}`, HttpMethod[request.method]);
   context.setHeaderParam('Accept', 'application/json, */*;q=0.8');
   context.setHeaderParam('Content-Type', request.contentType);
   await kc.applySecurityAuthentication(context);
   const dispatcher: Dispatcher | undefined = context.getDispatcher();
   const { status, text } = dispatcher
-    ? await viaDispatcher(dispatcher, url, context.getHeaders(), request)
-    : await viaFetch(url, context.getHeaders(), request);
+    ? await viaDispatcher(dispatcher, origin, path, context.getHeaders(), request)
+    : await viaFetch(`${origin}${path}`, context.getHeaders(), request);
   if (status >= 200 && status <= 299) return text === '' ? undefined : JSON.parse(text);
   // What client-node's generated API throws for a failed call.
   if (status === 401) throw new ApiException(status, 'Unauthorized', undefined, {});
   throw new ApiException(status, 'Unknown API Status Code!', text, {});
 }
 
+/** origin and path prefix of each cluster's server URL, parsed once. */
+const servers = new Map<string, { origin: string; basePath: string }>();
+
+function serverParts(server: string): { origin: string; basePath: string } {
+  let parts = servers.get(server);
+  if (!parts) {
+    const url = new URL(server);
+    parts = { origin: url.origin, basePath: url.pathname.replace(/\/+$/, '') };
+    servers.set(server, parts);
+  }
+  return parts;
+}
+
 async function viaDispatcher(
   dispatcher: Dispatcher,
-  url: URL,
+  origin: string,
+  path: string,
   headers: Record<string, string>,
   request: KubeRequest,
 ): Promise<{ status: number; text: string }> {
   const response = await dispatcher.request({
-    origin: url.origin,
-    path: `${url.pathname}${url.search}`,
+    origin,
+    path,
     method: request.method,
     headers,
     body: request.body,
@@ -59,7 +74,7 @@ async function viaDispatcher(
 
 /** No TLS settings (plain HTTP to a proxy, say): client-node uses fetch without a dispatcher. */
 async function viaFetch(
-  url: URL,
+  url: string,
   headers: Record<string, string>,
   request: KubeRequest,
 ): Promise<{ status: number; text: string }> {
