@@ -2,7 +2,7 @@
 // http.check may probe. It is admin input and may hold credentials in webhook headers, so nothing
 // here logs it, and error messages name fields, never header values.
 import { readFile } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import type { Handler, JsonObject } from './handler.ts';
 import { handlerNameProblem } from './handler.ts';
@@ -18,6 +18,11 @@ import {
 } from './webhook.ts';
 
 export const DEFAULT_WEBHOOK_TIMEOUT_MS = 30_000;
+
+// Loaded on first use: the default install has no config file, and the YAML parser costs the
+// operator ~12 MB of RSS for nothing there (docs/performance.md, Memory).
+const require = createRequire(import.meta.url);
+const yaml = (): typeof import('yaml') => require('yaml');
 const MAX_WEBHOOK_TIMEOUT_MS = 3_600_000;
 const BUILTIN_NAMES: readonly string[] = [noopHandler.name, HTTP_CHECK_NAME];
 
@@ -106,7 +111,7 @@ export async function loadHandlersConfig(path: string): Promise<HandlersConfig> 
 
 /** Parses YAML or JSON text (JSON is YAML); `source` names the input in errors. */
 export function parseHandlersConfig(text: string, source: string): HandlersConfig {
-  const document = parseDocument(text);
+  const document = yaml().parseDocument(text);
   const [syntaxError] = document.errors;
   if (syntaxError !== undefined) {
     // yaml's messages carry the line and column and a pointer at the offending text.
