@@ -16,6 +16,7 @@ import { HealthServer } from './kube/health-server.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { type Component, LEADER_ELECTION, Manager } from './kube/manager.ts';
 import { PooledKubeConfig } from './kube/pooled-kube-config.ts';
+import { WritePriority } from './kube/write-priority.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 import { createLogger, type Logger } from './util/log.ts';
@@ -143,8 +144,15 @@ class Operator {
     this.#kubeConfig = kubeConfig;
     let events = options.events;
     let recorder: EventRecorder | undefined;
+    // Events give way to status writes (write-priority.ts says why).
+    const statusWrites = new WritePriority();
     if (!events) {
-      recorder = new EventRecorder({ kubeConfig, component: 'agentrun-operator', logger });
+      recorder = new EventRecorder({
+        kubeConfig,
+        component: 'agentrun-operator',
+        logger,
+        yieldTo: statusWrites,
+      });
       events = recorder;
     }
     const controller = new AgentRunController({
@@ -162,6 +170,7 @@ class Operator {
       metrics: options.metrics ?? metrics.controller,
       queueMetrics: metrics.workqueue,
       attachQueue: (queue) => metrics.attachQueue(queue),
+      statusWrites,
       ...(auditor
         ? {
             audit: {

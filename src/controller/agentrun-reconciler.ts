@@ -59,6 +59,8 @@ export interface ReconcilerOptions {
   readonly metrics?: ControllerMetrics;
   /** The audit log; absent when APPLYLENS_AGENT_AUDIT_ENABLED is false. */
   readonly audit?: RunAudit;
+  /** Told of every status write, so best-effort writes (Events) can give way to them. */
+  readonly statusWrites?: { track<T>(write: Promise<T>): Promise<T> };
   readonly now?: () => Date;
 }
 
@@ -415,7 +417,8 @@ export class AgentRunReconciler {
   ): Promise<AgentRun> {
     let written: AgentRun;
     try {
-      written = await this.#options.writer.writeStatus(run, status, expectResourceVersion);
+      const write = this.#options.writer.writeStatus(run, status, expectResourceVersion);
+      written = await (this.#options.statusWrites?.track(write) ?? write);
     } catch (error) {
       if (error instanceof ConflictError)
         this.#log(run).debug('status changed meanwhile; will decide again');

@@ -4,6 +4,7 @@ import type { HandlerRegistry } from '../handlers/registry.ts';
 import { Informer } from '../kube/informer.ts';
 import { objectKey } from '../kube/kube-object.ts';
 import { WorkQueue, type WorkQueueMetrics } from '../kube/workqueue.ts';
+import type { WritePriority } from '../kube/write-priority.ts';
 import type { Logger } from '../util/log.ts';
 import { AgentRunReconciler, type RunEvents } from './agentrun-reconciler.ts';
 import { ConflictError, KubeAgentRunWriter } from './agentrun-writer.ts';
@@ -31,6 +32,8 @@ export interface ControllerOptions {
   readonly metrics?: ControllerMetrics;
   /** The audit log; absent when auditing is off. */
   readonly audit?: RunAudit;
+  /** Status writes are tracked here so that Events give way to them (operator.ts). */
+  readonly statusWrites?: WritePriority;
 }
 
 /**
@@ -80,6 +83,7 @@ export class AgentRunController {
       enqueue: (key) => queue.add(key),
       metrics: this.#metrics,
       ...(options.audit ? { audit: options.audit } : {}),
+      ...(options.statusWrites ? { statusWrites: options.statusWrites } : {}),
     });
     const enqueue = (run: AgentRun) => {
       const key = objectKey(run);

@@ -85,6 +85,11 @@ export interface EventRecorderOptions {
   readonly correlationWindowMs?: number;
   /** Per write; default 10 s. */
   readonly requestTimeoutMs?: number;
+  /**
+   * Writes that matter more than Events (a WritePriority the status writer tracks): before each
+   * write the recorder waits for `giveWay`. Default: none, Events go out as the rate allows.
+   */
+  readonly yieldTo?: { giveWay(signal: AbortSignal): Promise<void> } | undefined;
   readonly sink?: EventSink;
 }
 
@@ -135,6 +140,7 @@ export class EventRecorder {
 
   readonly #log: Logger;
   readonly #sink: EventSink;
+  readonly #yieldTo: EventRecorderOptions['yieldTo'];
   readonly #maxPending: number;
   readonly #perObjectBurst: number;
   readonly #perObjectQps: number;
@@ -182,6 +188,7 @@ export class EventRecorder {
     // Fail at construction, not on the first event, if the per-object settings are invalid.
     new TokenBucket({ ratePerSecond: this.#perObjectQps, burst: this.#perObjectBurst });
     this.#sink = options.sink ?? kubeEventSink(options.kubeConfig);
+    this.#yieldTo = options.yieldTo;
   }
 
   /**
@@ -397,6 +404,10 @@ export class EventRecorder {
       if (wait > 0) {
         await sleep(wait, stop);
         continue;
+      }
+      if (this.#yieldTo) {
+        await this.#yieldTo.giveWay(stop);
+        if (stop.aborted) break;
       }
       const job = this.#queue.shift();
       if (!job || !this.#bucket.tryTake()) continue;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AgentRun } from '../../../src/api/agentrun.ts';
 import type { RunAudit } from '../../../src/controller/audit-tracker.ts';
 import { FINALIZER } from '../../../src/controller/decide.ts';
+import { WritePriority } from '../../../src/kube/write-priority.ts';
 import { FakeSink } from './fake-audit-sink.ts';
 import { fakeReconciler } from './fake-cluster.ts';
 import { agentRun } from './fixtures.ts';
@@ -40,6 +41,25 @@ describe('AgentRunReconciler: an attempt from claim to outcome', () => {
     // Nothing left to do for a finished run without TTL or finalizer.
     expect(await reconciler.reconcile(key)).toEqual({});
     expect(cluster.statusWrites).toHaveLength(2);
+  });
+
+  it('tells statusWrites of each status write while it is in flight (Events give way to them)', async () => {
+    const tracked: string[] = [];
+    const statusWrites = new WritePriority();
+    const { cluster, reconciler, enqueued } = fakeReconciler({
+      statusWrites: {
+        track: (write) => {
+          tracked.push(`in flight: ${statusWrites.inFlight + 1}`);
+          return statusWrites.track(write);
+        },
+      },
+    });
+    const key = cluster.add(noop('tracked'));
+    const done = enqueued.next(key);
+    await reconciler.reconcile(key);
+    await done;
+    expect(tracked).toEqual(['in flight: 1', 'in flight: 1']);
+    expect(statusWrites.inFlight).toBe(0);
   });
 
   it('a run naming no handler ends UnknownAgent in one write, without taking a slot', async () => {

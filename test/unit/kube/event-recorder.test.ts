@@ -12,6 +12,7 @@ import {
   NOTE_MAX_BYTES,
   truncateNote,
 } from '../../../src/kube/event-recorder.ts';
+import { WritePriority } from '../../../src/kube/write-priority.ts';
 import { createLogger } from '../../../src/util/log.ts';
 
 describe('truncateNote', () => {
@@ -354,5 +355,29 @@ describe('EventRecorder', () => {
     events.record(run('late'), 'Normal', 'Started', 'go');
     expect(events.counters().droppedBy.stopped).toBe(3);
     expect(await events.flush(10)).toBe(true);
+  });
+
+  it('gives way to status writes in flight, but waits at most maxWaitMs per Event', async () => {
+    const sink = new FakeSink();
+    const statusWrites = new WritePriority({ maxWaitMs: 1_000 });
+    const events = recorder(sink, { yieldTo: statusWrites });
+    let settleWrite: () => void = () => undefined;
+    void statusWrites.track(new Promise<void>((resolve) => (settleWrite = resolve)));
+
+    events.record(run('r1'), 'Normal', 'Started', 'go');
+    await settle(999);
+    expect(sink.calls).toHaveLength(0);
+    settleWrite();
+    await settle();
+    expect(sink.creates().map((call) => call.name.split('.')[0])).toEqual(['r1']);
+
+    // A status write that never ends delays each Event by maxWaitMs, no more.
+    void statusWrites.track(new Promise<void>(() => undefined));
+    events.record(run('r2'), 'Normal', 'Started', 'go');
+    events.record(run('r3'), 'Normal', 'Started', 'go');
+    await settle(1_000);
+    expect(sink.creates()).toHaveLength(2);
+    await settle(1_000);
+    expect(sink.creates()).toHaveLength(3);
   });
 });
