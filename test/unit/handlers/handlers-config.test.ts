@@ -115,7 +115,7 @@ webhook: []
         'webhooks[0].headers["x-multi"]: must not contain control characters such as newlines',
         'webhooks[1].name: Invalid input: expected string, received undefined',
         'webhooks[1].extra: unknown field',
-        'httpCheck.allowedHosts[0]: must be a hostname, an IP address or "*.domain" (no scheme, port or path)',
+        'httpCheck.allowedHosts[0]: must be a hostname, an IP address, a CIDR such as 10.0.0.0/8, or "*.domain" (no scheme, port or path)',
         'webhook: unknown field',
       ].join('; '),
     );
