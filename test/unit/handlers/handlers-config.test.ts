@@ -211,6 +211,19 @@ describe('builtinHandlers', () => {
     });
   });
 
+  it("gives http.check the API server's hosts to refuse", () => {
+    const config = parseHandlersConfig('httpCheck: {allowedHosts: ["10.0.0.0/8"]}', 'h.yaml');
+    const input = (url: string) => ({ objective: 'x', params: { url }, dryRun: true });
+    const [, open] = builtinHandlers(config);
+    expect(open?.prepare(input('https://10.96.0.1/')).ok).toBe(true);
+    const [, guarded] = builtinHandlers(config, { apiServerHosts: ['10.96.0.1'] });
+    expect(guarded?.prepare(input('https://10.96.0.1/'))).toMatchObject({
+      ok: false,
+      reason: 'InvalidParams',
+      message: expect.stringContaining("10.96.0.1, the Kubernetes API server's address"),
+    });
+  });
+
   it('does not expose headers on the handler objects', () => {
     const handlers = builtinHandlers(parseHandlersConfig(exampleYaml, 'h.yaml'));
     expect(JSON.stringify(handlers)).not.toContain('s3cret');
