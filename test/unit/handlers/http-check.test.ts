@@ -466,6 +466,21 @@ describe('http.check address policy', () => {
     expect(server.seen[0]?.headers.host).toBe(`app.example:${port}`);
   });
 
+  it('tries every checked address of a name, as a dual-stack host needs', async () => {
+    // Whatever ::1 does here (refused, or not configured), the probe falls back to 127.0.0.1.
+    const server = await serve(status(200));
+    const port = new URL(server.origin).port;
+    const dns = scripted(['::1', '127.0.0.1']);
+    await expect(
+      check(
+        { url: `http://dual.example:${port}/` },
+        {},
+        { allowedHosts: ['127.0.0.1', '::1'], resolve: dns.resolve },
+      ),
+    ).resolves.toMatchObject({ status: 200 });
+    expect(server.seen).toHaveLength(1);
+  });
+
   it("refuses the API server's addresses, given as addresses or as a name resolved at probe time", async () => {
     const byAddress = prepare({ url: 'https://10.96.0.1/api' }, false, {
       allowedHosts: ['10.0.0.0/8'],
