@@ -1,9 +1,12 @@
 // http.check against a real HTTP server on 127.0.0.1: no fetch mocks. Loopback is blocked by
 // default, so the tests that probe the server allow 127.0.0.1 explicitly (LOCAL).
+import { createServer as createTlsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { HandlerContext, JsonObject, Prepared } from '../../../src/handlers/handler.ts';
 import type { HttpCheckOptions } from '../../../src/handlers/http-check.ts';
 import { httpCheckHandler } from '../../../src/handlers/http-check.ts';
+import { selfSignedCertificate } from '../../../src/metrics/self-signed.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { type Respond, serve } from '../../support/recording-server.ts';
 
@@ -464,6 +467,37 @@ describe('http.check address policy', () => {
     expect(dns.calls).toEqual(['app.example']);
     expect(server.seen).toHaveLength(1);
     expect(server.seen[0]?.headers.host).toBe(`app.example:${port}`);
+  });
+
+  it('keeps the name for TLS: SNI and certificate verification, while connecting to the address', async () => {
+    const names: string[] = [];
+    const server = createTlsServer({
+      ...selfSignedCertificate({ dnsNames: ['app.example'], ipAddresses: [] }),
+      SNICallback: (name, done) => {
+        names.push(name);
+        done(null);
+      },
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const dns = scripted(['127.0.0.1']);
+      const message = await failure(
+        check(
+          { url: `https://app.example:${port}/` },
+          {},
+          { allowedHosts: ['127.0.0.1'], resolve: dns.resolve },
+        ),
+      );
+      // The certificate is not trusted here: verification ran, against the name.
+      expect(message).toMatch(
+        new RegExp(`^GET https://app\\.example:${port}/ failed: self-signed certificate`),
+      );
+      expect(names).toEqual(['app.example']);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('tries every checked address of a name, as a dual-stack host needs', async () => {
