@@ -55,11 +55,16 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   const config = options.config ?? loadConfig();
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
   const registry = new HandlerRegistry();
+  const clusterConfig = options.kubeConfig ?? defaultKubeConfig(config);
   if (options.includeBuiltins !== false) {
     const handlersConfig = config.HANDLERS_CONFIG
       ? await loadHandlersConfig(config.HANDLERS_CONFIG)
       : {};
-    for (const handler of builtinHandlers(handlersConfig)) registry.register(handler);
+    // http.check must never be a way to the API server this operator talks to.
+    const builtins = builtinHandlers(handlersConfig, {
+      apiServerHosts: apiServerHosts(clusterConfig.getCurrentCluster()?.server, process.env),
+    });
+    for (const handler of builtins) registry.register(handler);
   }
   for (const handler of options.handlers ?? []) registry.register(handler);
   const metrics = createMetrics({
@@ -70,10 +75,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   });
   // Every client of the operator shares one connection pool (see PooledKubeConfig), which also
   // counts requests for rest_client_requests_total.
-  const kubeConfig = PooledKubeConfig.from(
-    options.kubeConfig ?? defaultKubeConfig(config),
-    metrics.restClient,
-  );
+  const kubeConfig = PooledKubeConfig.from(clusterConfig, metrics.restClient);
   requireDatabase(config);
   let auditor: AgentAuditor | undefined;
   let pendingMigration = false;
@@ -372,6 +374,29 @@ function defaultKubeConfig(config: Config): KubeConfig {
   if (config.KUBECONFIG) kc.loadFromFile(config.KUBECONFIG);
   else kc.loadFromDefault();
   return kc;
+}
+
+/**
+ * The API server's own hosts, which http.check refuses to probe: the in-cluster
+ * KUBERNETES_SERVICE_HOST (the `kubernetes` Service's address) and the host of the kubeconfig's
+ * server, which outside a cluster may be a name (resolved by http.check at each probe).
+ */
+export function apiServerHosts(
+  server: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const hosts = new Set<string>();
+  const serviceHost = env['KUBERNETES_SERVICE_HOST']?.trim();
+  if (serviceHost) hosts.add(serviceHost.toLowerCase());
+  if (server) {
+    try {
+      const { hostname } = new URL(server);
+      if (hostname !== '') hosts.add(hostname.replace(/^\[(.*)\]$/, '$1'));
+    } catch {
+      // An unparsable server fails the operator's own requests; nothing to block here.
+    }
+  }
+  return [...hosts];
 }
 
 const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';

@@ -125,11 +125,26 @@ export function parseHandlersConfig(text: string, source: string): HandlersConfi
   return result.data;
 }
 
+/** What the built-ins need from the operator rather than from the config file. */
+export interface BuiltinHandlersOptions {
+  /**
+   * The API server's addresses or hostnames, which http.check always refuses (see
+   * `apiServerHosts` in src/operator.ts): KUBERNETES_SERVICE_HOST and the kubeconfig's server.
+   */
+  readonly apiServerHosts?: readonly string[] | undefined;
+}
+
 /** The handlers an operator registers by default: noop, http.check, and one per webhook. */
-export function builtinHandlers(config: HandlersConfig = {}): Handler[] {
+export function builtinHandlers(
+  config: HandlersConfig = {},
+  options: BuiltinHandlersOptions = {},
+): Handler[] {
   return [
     noopHandler,
-    httpCheckHandler({ allowedHosts: config.httpCheck?.allowedHosts }),
+    httpCheckHandler({
+      allowedHosts: config.httpCheck?.allowedHosts,
+      apiServerHosts: options.apiServerHosts,
+    }),
     ...(config.webhooks ?? []).map((webhook) => webhookHandler(webhook)),
   ];
 }

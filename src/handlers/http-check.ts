@@ -1,21 +1,47 @@
 // `http.check`: one HTTP probe against a URL the AgentRun author chooses, judged on status and
-// latency. Because the author picks the URL, the operator's admin can restrict hosts.
+// latency. Because the author picks the URL and the probe leaves from inside the cluster, every
+// target goes through the address policy (address-policy.ts): the name is resolved once, every
+// address it resolved to is checked, and the connection goes to those checked addresses only.
+import { promises as dns } from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP, type LookupFunction } from 'node:net';
 import { z } from 'zod';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
+import {
+  createAddressPolicy,
+  type Denied,
+  type HostVerdict,
+  normalizeHost,
+  parseIp,
+} from './address-policy.ts';
 import type { Handler, HandlerContext, JsonObject } from './handler.ts';
 import { defineHandler } from './handler.ts';
 import { withDeadline } from './http.ts';
 
+export { allowedHostProblem } from './address-policy.ts';
+
 export const HTTP_CHECK_NAME = 'http.check';
 export const HTTP_CHECK_MAX_MS = 600_000;
 
+/** Resolves a hostname to every address it has (dns.lookup semantics: /etc/hosts, then DNS). */
+export type Resolver = (hostname: string) => Promise<readonly string[]>;
+
 export interface HttpCheckOptions {
   /**
-   * Hosts runs may probe: exact hostnames or IP addresses, or `*.example.com` for any subdomain
-   * (not the apex). Ports are not restricted. Empty or undefined allows every host, including
-   * cluster-internal ones: admins should set it.
+   * Who may be probed beyond public addresses: exact hostnames, `*.example.com` for any subdomain
+   * (not the apex), IP addresses and CIDRs such as `10.0.0.0/8`. Ports are not restricted.
+   * Empty or undefined: public addresses only. When set, only what it names. Loopback,
+   * link-local, metadata and the API server open only to an IP or CIDR entry inside their range.
    */
   readonly allowedHosts?: readonly string[] | undefined;
+  /**
+   * The Kubernetes API server's addresses or hostnames (the in-cluster KUBERNETES_SERVICE_HOST,
+   * the host of the kubeconfig's server); names are resolved at each probe. Always denied.
+   */
+  readonly apiServerHosts?: readonly string[] | undefined;
+  /** How probe targets are resolved; default `dns.lookup` with every address. For tests. */
+  readonly resolve?: Resolver | undefined;
 }
 
 export type HttpCheckPlan = {
@@ -30,11 +56,21 @@ export type HttpCheckPlan = {
 const statusCode = z.int().min(100).max(599);
 const duration = z.int().min(1).max(HTTP_CHECK_MAX_MS);
 
+const systemResolver: Resolver = async (hostname) =>
+  (await dns.lookup(hostname, { all: true, order: 'verbatim' })).map((a) => a.address);
+
 export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
-  const allowList = compileAllowList(options.allowedHosts ?? []);
+  const apiServerHosts = (options.apiServerHosts ?? []).map(normalizeHost).filter((h) => h !== '');
+  const policy = createAddressPolicy({
+    allowedHosts: options.allowedHosts,
+    apiServerAddresses: apiServerHosts.filter((h) => parseIp(h) !== undefined),
+  });
+  const apiServerNames = apiServerHosts.filter((h) => parseIp(h) === undefined);
+  const resolve = options.resolve ?? systemResolver;
+
   const params = z.strictObject({
     url: z.string().superRefine((value, ctx) => {
-      const problem = urlProblem(value, allowList);
+      const problem = urlProblem(value, (hostname) => policy.checkHost(hostname));
       if (problem !== undefined) ctx.addIssue(problem);
     }),
     method: z.enum(['GET', 'HEAD']).default('GET'),
@@ -46,6 +82,76 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
     latencyBudgetMs: duration.default(2_000),
     timeoutMs: duration.default(10_000),
   });
+
+  /** The addresses the probe may connect to, or why it may not be sent at all. */
+  async function vet(
+    url: URL,
+    signal: AbortSignal,
+  ): Promise<{ denied: Denied } | { addresses: readonly string[] }> {
+    const hostname = normalizeHost(url.hostname);
+    const verdict = policy.checkHost(hostname);
+    if (verdict.allowed === false) return { denied: verdict };
+    if (verdict.allowed === true) return { addresses: [hostname] };
+    // One lookup; the connection uses its answer, so DNS cannot change between check and use.
+    const [addresses, apiServer] = await Promise.all([
+      abortable(resolve(hostname), signal),
+      resolveApiServer(signal),
+    ]);
+    // The target is the API server by name: whatever it resolved to now is the API server.
+    const extra = apiServerNames.includes(hostname) ? [...apiServer, ...addresses] : apiServer;
+    const resolved = policy.checkResolved(hostname, addresses, extra);
+    return resolved.allowed ? { addresses } : { denied: resolved };
+  }
+
+  async function resolveApiServer(signal: AbortSignal): Promise<string[]> {
+    const answers = await Promise.all(
+      apiServerNames.map((name) => abortable(resolve(name), signal).catch(() => [])),
+    );
+    return answers.flat();
+  }
+
+  async function probe(plan: HttpCheckPlan, ctx: HandlerContext): Promise<JsonObject> {
+    // Either flag is enough: a dry run must never send the request.
+    if (plan.dryRun || ctx.dryRun) {
+      const { url, method, expectedStatus, latencyBudgetMs, timeoutMs } = plan;
+      return {
+        dryRun: true,
+        wouldRequest: { url, method, expectedStatus, latencyBudgetMs, timeoutMs },
+      };
+    }
+
+    const what = `${plan.method} ${plan.url}`;
+    const url = new URL(plan.url);
+    const outcome = await withDeadline(what, ctx.signal, plan.timeoutMs, async (signal) => {
+      // Latency counts from before the lookup, as it did when fetch did the lookup itself.
+      const started = performance.now();
+      const target = await vet(url, signal);
+      if ('denied' in target) return target;
+      const status = await send(url, plan.method, target.addresses, signal);
+      // Latency is time to the response headers: the body is not part of the check.
+      return { status, latencyMs: Math.round(performance.now() - started) };
+    });
+    if ('denied' in outcome) {
+      const { message } = outcome.denied;
+      ctx.logger.info({ url: plan.url, denied: message }, 'http.check target refused by policy');
+      throw new Error(`${what} not sent: ${message}`);
+    }
+
+    const { status, latencyMs } = outcome;
+    const ok = plan.expectedStatus.includes(status);
+    const withinBudget = latencyMs <= plan.latencyBudgetMs;
+    ctx.logger.debug(
+      { url: plan.url, status, latencyMs, ok, withinBudget },
+      'http.check probe done',
+    );
+    const problems: string[] = [];
+    if (!ok) problems.push(`answered ${status}, expected ${describeExpected(plan.expectedStatus)}`);
+    if (!withinBudget) {
+      problems.push(`took ${latencyMs} ms, over the ${plan.latencyBudgetMs} ms latency budget`);
+    }
+    if (problems.length > 0) throw new Error(`${what} ${problems.join(' and ')}`);
+    return { status, latencyMs, ok, withinBudget };
+  }
 
   return defineHandler({
     name: HTTP_CHECK_NAME,
@@ -64,97 +170,88 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
   });
 }
 
-async function probe(plan: HttpCheckPlan, ctx: HandlerContext): Promise<JsonObject> {
-  // Either flag is enough: a dry run must never send the request.
-  if (plan.dryRun || ctx.dryRun) {
-    const { url, method, expectedStatus, latencyBudgetMs, timeoutMs } = plan;
-    return {
-      dryRun: true,
-      wouldRequest: { url, method, expectedStatus, latencyBudgetMs, timeoutMs },
-    };
-  }
+/** Settles with `work`, or rejects with the signal's reason as soon as it aborts. */
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
 
-  const what = `${plan.method} ${plan.url}`;
-  const { status, latencyMs } = await withDeadline(
-    what,
-    ctx.signal,
-    plan.timeoutMs,
-    async (signal) => {
-      const started = performance.now();
-      const response = await fetch(plan.url, {
-        method: plan.method,
+/**
+ * A `lookup` that answers with the vetted addresses only, whatever it is asked: the socket
+ * connects to what the policy checked, while Host and TLS SNI (and certificate verification)
+ * keep the URL's hostname.
+ */
+function pinnedLookup(addresses: readonly string[]): LookupFunction {
+  const all = addresses.map((address) => ({ address, family: isIP(address.split('%')[0] ?? '') }));
+  return (hostname, options, callback) => {
+    const wanted =
+      options.family === 4 || options.family === 6
+        ? all.filter((a) => a.family === options.family)
+        : all;
+    const [first] = wanted;
+    if (first === undefined) {
+      const error: NodeJS.ErrnoException = new Error(
+        `no IPv${options.family} address for ${hostname}`,
+      );
+      error.code = 'ENOTFOUND';
+      callback(error, '', 0);
+      return;
+    }
+    if (options.all) callback(null, wanted);
+    else callback(null, first.address, first.family);
+  };
+}
+
+/** Sends the request to the vetted addresses; resolves with the status once headers arrive. */
+function send(
+  url: URL,
+  method: string,
+  addresses: readonly string[],
+  signal: AbortSignal,
+): Promise<number> {
+  const hostname = normalizeHost(url.hostname);
+  const secure = url.protocol === 'https:';
+  return new Promise<number>((resolve, reject) => {
+    const request = (secure ? https : http).request(
+      {
+        protocol: url.protocol,
+        host: hostname,
+        port: url.port === '' ? undefined : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        method,
         signal,
-        // Following redirects would let an allowed host send the probe to any other host.
-        redirect: 'manual',
-        headers: { 'user-agent': `${OPERATOR_NAME}/${OPERATOR_VERSION} (http.check)` },
-      });
-      // Latency is time to the response headers: the body is not part of the check.
-      const elapsed = Math.round(performance.now() - started);
-      await response.body?.cancel();
-      return { status: response.status, latencyMs: elapsed };
-    },
-  );
-
-  const ok = plan.expectedStatus.includes(status);
-  const withinBudget = latencyMs <= plan.latencyBudgetMs;
-  ctx.logger.debug({ url: plan.url, status, latencyMs, ok, withinBudget }, 'http.check probe done');
-  const problems: string[] = [];
-  if (!ok) problems.push(`answered ${status}, expected ${describeExpected(plan.expectedStatus)}`);
-  if (!withinBudget) {
-    problems.push(`took ${latencyMs} ms, over the ${plan.latencyBudgetMs} ms latency budget`);
-  }
-  if (problems.length > 0) throw new Error(`${what} ${problems.join(' and ')}`);
-  return { status, latencyMs, ok, withinBudget };
+        // A fresh connection per probe: no pooled socket connected for another answer.
+        agent: false,
+        lookup: pinnedLookup(addresses),
+        ...(secure && isIP(hostname) === 0 ? { servername: hostname } : {}),
+        headers: {
+          host: url.host,
+          'user-agent': `${OPERATOR_NAME}/${OPERATOR_VERSION} (http.check)`,
+        },
+      },
+      (response) => {
+        // The body is not read: the check is status and time to headers.
+        resolve(response.statusCode ?? 0);
+        response.destroy();
+      },
+    );
+    request.on('error', reject);
+    request.end();
+  });
 }
 
 function describeExpected(expected: readonly number[]): string {
   return expected.length === 1 ? String(expected[0]) : `one of ${expected.join(', ')}`;
 }
 
-type AllowList = { readonly entries: readonly string[]; allows(hostname: string): boolean };
-
-function compileAllowList(entries: readonly string[]): AllowList {
-  const exact = new Set<string>();
-  const suffixes: string[] = [];
-  for (const entry of entries) {
-    const problem = allowedHostProblem(entry);
-    if (problem !== undefined) {
-      throw new Error(`http.check allowedHosts entry ${JSON.stringify(entry)} ${problem}`);
-    }
-    const host = normalizeHost(entry);
-    if (host.startsWith('*.')) suffixes.push(host.slice(1));
-    else exact.add(host);
-  }
-  return {
-    entries,
-    allows(hostname) {
-      if (entries.length === 0) return true;
-      const host = normalizeHost(hostname);
-      return exact.has(host) || suffixes.some((suffix) => host.endsWith(suffix));
-    },
-  };
-}
-
-const hostnameEntry = /^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/i;
-const ipv6Entry = /^\[?[0-9a-f:.]*:[0-9a-f:.]*\]?$/i;
-
-/** Why an allow-list entry is unusable, or undefined. Shared with the config file schema. */
-export function allowedHostProblem(entry: string): string | undefined {
-  if (hostnameEntry.test(entry) || ipv6Entry.test(entry)) return undefined;
-  return 'must be a hostname, an IP address or "*.domain" (no scheme, port or path)';
-}
-
-/** Lowercase, no IPv6 brackets, no trailing root dot: the form both sides are compared in. */
-function normalizeHost(host: string): string {
-  let h = host.toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  return h;
-}
-
-const MAX_LISTED_HOSTS = 20;
-
-function urlProblem(value: string, allowList: AllowList): string | undefined {
+function urlProblem(
+  value: string,
+  checkHost: (hostname: string) => HostVerdict,
+): string | undefined {
   let url: URL;
   try {
     url = new URL(value);
@@ -167,13 +264,8 @@ function urlProblem(value: string, allowList: AllowList): string | undefined {
   if (url.username !== '' || url.password !== '') {
     return 'must not contain credentials (user:password@): the URL is stored in the run status';
   }
-  if (!allowList.allows(url.hostname)) {
-    const listed = allowList.entries.slice(0, MAX_LISTED_HOSTS).join(', ');
-    const more =
-      allowList.entries.length > MAX_LISTED_HOSTS
-        ? ` and ${allowList.entries.length - MAX_LISTED_HOSTS} more`
-        : '';
-    return `host "${url.hostname}" is not allowed by the operator's http.check allow-list (allowed: ${listed}${more})`;
-  }
+  // Addresses, and names the allow-list can never admit, are decided now; other names when run.
+  const verdict = checkHost(url.hostname);
+  if (verdict.allowed === false) return verdict.message;
   return undefined;
 }

@@ -21,7 +21,7 @@ export {
   MAX_INVALID_PARAMS_MESSAGE,
   parseParams,
 } from './handler.ts';
-export type { HandlersConfig, WebhookConfig } from './handlers-config.ts';
+export type { BuiltinHandlersOptions, HandlersConfig, WebhookConfig } from './handlers-config.ts';
 export {
   builtinHandlers,
   DEFAULT_WEBHOOK_TIMEOUT_MS,
@@ -30,7 +30,7 @@ export {
   parseHandlersConfig,
   summarizeHandlersConfig,
 } from './handlers-config.ts';
-export type { HttpCheckOptions, HttpCheckPlan } from './http-check.ts';
+export type { HttpCheckOptions, HttpCheckPlan, Resolver } from './http-check.ts';
 export { HTTP_CHECK_NAME, httpCheckHandler } from './http-check.ts';
 export type { NoopParams } from './noop.ts';
 export { noopHandler } from './noop.ts';

@@ -115,7 +115,7 @@ webhook: []
         'webhooks[0].headers["x-multi"]: must not contain control characters such as newlines',
         'webhooks[1].name: Invalid input: expected string, received undefined',
         'webhooks[1].extra: unknown field',
-        'httpCheck.allowedHosts[0]: must be a hostname, an IP address or "*.domain" (no scheme, port or path)',
+        'httpCheck.allowedHosts[0]: must be a hostname, an IP address, a CIDR such as 10.0.0.0/8, or "*.domain" (no scheme, port or path)',
         'webhook: unknown field',
       ].join('; '),
     );
@@ -208,6 +208,19 @@ describe('builtinHandlers', () => {
     expect(httpCheck?.prepare(input('http://169.254.169.254/'))).toMatchObject({
       ok: false,
       reason: 'InvalidParams',
+    });
+  });
+
+  it("gives http.check the API server's hosts to refuse", () => {
+    const config = parseHandlersConfig('httpCheck: {allowedHosts: ["10.0.0.0/8"]}', 'h.yaml');
+    const input = (url: string) => ({ objective: 'x', params: { url }, dryRun: true });
+    const [, open] = builtinHandlers(config);
+    expect(open?.prepare(input('https://10.96.0.1/')).ok).toBe(true);
+    const [, guarded] = builtinHandlers(config, { apiServerHosts: ['10.96.0.1'] });
+    expect(guarded?.prepare(input('https://10.96.0.1/'))).toMatchObject({
+      ok: false,
+      reason: 'InvalidParams',
+      message: expect.stringContaining("10.96.0.1, the Kubernetes API server's address"),
     });
   });
 
