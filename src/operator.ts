@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { AgentAuditor, setAuditor } from './audit/auditor.ts';
 import { migrate } from './audit/migrate.ts';
 import { RetentionJob } from './audit/retention.ts';
@@ -12,10 +11,12 @@ import type { Handler } from './handlers/handler.ts';
 import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
+import { type ClusterAccess, loadClusterAccess } from './kube/cluster-access.ts';
 import { HealthServer } from './kube/health-server.ts';
+import { KubeClient } from './kube/kube-client.ts';
+import { fromKubeConfigLike, type KubeConfigLike } from './kube/kube-config-access.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { type Component, LEADER_ELECTION, Manager } from './kube/manager.ts';
-import { PooledKubeConfig } from './kube/pooled-kube-config.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 import { createLogger, type Logger } from './util/log.ts';
@@ -37,8 +38,16 @@ export interface OperatorOptions {
   /** Default: loadConfig() from the environment. */
   readonly config?: Config;
   readonly logger?: Logger;
-  /** Default: KUBECONFIG / in-cluster / ~/.kube/config, as kubectl finds it. */
-  readonly kubeConfig?: KubeConfig;
+  /**
+   * The cluster to work in, from loadClusterAccess() or your own. Default: the KUBECONFIG
+   * setting, else $KUBECONFIG, ~/.kube/config or the in-cluster service account.
+   */
+  readonly clusterAccess?: ClusterAccess;
+  /**
+   * Or, as before, a @kubernetes/client-node KubeConfig: its current context is read once, and
+   * the operator's own client makes the requests. Ignored when `clusterAccess` is given.
+   */
+  readonly kubeConfig?: KubeConfigLike;
   /** Where Kubernetes Events go; default an EventRecorder writing events.k8s.io/v1 Events. */
   readonly events?: RunEvents;
   /** Controller metrics; default the Prometheus ones of the operator's registry (src/metrics). */
@@ -67,12 +76,9 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     enabled: config.APPLYLENS_AGENT_METRICS_ENABLED,
     ...(config.LEADER_ELECT ? { leaderElectionName: config.LEADER_ELECTION_ID } : {}),
   });
-  // Every client of the operator shares one connection pool (see PooledKubeConfig), which also
-  // counts requests for rest_client_requests_total.
-  const kubeConfig = PooledKubeConfig.from(
-    options.kubeConfig ?? defaultKubeConfig(config),
-    metrics.restClient,
-  );
+  // Every part of the operator shares one client, so one connection pool (see KubeClient), which
+  // also counts requests for rest_client_requests_total.
+  const client = new KubeClient(clusterAccessOf(options, config), metrics.restClient);
   requireDatabase(config);
   let auditor: AgentAuditor | undefined;
   let pendingMigration = false;
@@ -92,7 +98,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   return new Operator({
     config,
     logger,
-    kubeConfig,
+    client,
     registry,
     metrics,
     options,
@@ -105,7 +111,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
 interface OperatorParts {
   readonly config: Config;
   readonly logger: Logger;
-  readonly kubeConfig: PooledKubeConfig;
+  readonly client: KubeClient;
   readonly registry: HandlerRegistry;
   readonly metrics: OperatorMetrics;
   readonly options: OperatorOptions;
@@ -127,28 +133,28 @@ class Operator {
   readonly auditor: AgentAuditor | undefined;
   /** Settles when the operator stops; rejects with LeadershipLostError if the Lease was lost. */
   readonly done: Promise<void>;
-  readonly #kubeConfig: PooledKubeConfig;
+  readonly #client: KubeClient;
   readonly #controller: AgentRunController;
   readonly #manager: Manager;
   #health: HealthServer | undefined;
   #metricsServer: MetricsServer | undefined;
 
   constructor(parts: OperatorParts) {
-    const { config, logger, kubeConfig, metrics, auditor, options } = parts;
+    const { config, logger, client, metrics, auditor, options } = parts;
     this.config = config;
     this.logger = logger;
     this.registry = parts.registry;
     this.metrics = metrics;
     this.auditor = auditor;
-    this.#kubeConfig = kubeConfig;
+    this.#client = client;
     let events = options.events;
     let recorder: EventRecorder | undefined;
     if (!events) {
-      recorder = new EventRecorder({ kubeConfig, component: 'agentrun-operator', logger });
+      recorder = new EventRecorder({ client, component: 'agentrun-operator', logger });
       events = recorder;
     }
     const controller = new AgentRunController({
-      kubeConfig,
+      client,
       namespace: config.WATCH_NAMESPACE,
       registry: parts.registry,
       events,
@@ -221,7 +227,7 @@ class Operator {
           await recorder?.stop();
         },
       },
-      { name: 'kube-client', stop: () => kubeConfig.close() },
+      { name: 'kube-client', stop: () => client.close() },
     ];
     this.#manager = new Manager({
       logger,
@@ -245,7 +251,7 @@ class Operator {
         ? {
             leaderElection: (callbacks) =>
               new LeaderElector({
-                kubeConfig,
+                client,
                 namespace: leaderElectionNamespace(config),
                 name: config.LEADER_ELECTION_ID,
                 identity: `${hostname()}_${crypto.randomUUID()}`,
@@ -314,7 +320,7 @@ class Operator {
       address: this.config.METRICS_BIND_ADDRESS,
       secure: this.config.METRICS_SECURE,
       certDir: this.config.METRICS_CERT_DIR,
-      kubeConfig: this.#kubeConfig,
+      client: this.#client,
       logger: this.logger,
     });
   }
@@ -358,11 +364,15 @@ async function tryMigrate(auditor: AgentAuditor, logger: Logger): Promise<boolea
   }
 }
 
-function defaultKubeConfig(config: Config): KubeConfig {
-  const kc = new KubeConfig();
-  if (config.KUBECONFIG) kc.loadFromFile(config.KUBECONFIG);
-  else kc.loadFromDefault();
-  return kc;
+/**
+ * The cluster the operator works in: the one given, else loadClusterAccess's rules from the
+ * KUBECONFIG setting ($KUBECONFIG, ~/.kube/config, in-cluster), the order client-node's
+ * loadFromFile / loadFromDefault used before.
+ */
+function clusterAccessOf(options: OperatorOptions, config: Config): ClusterAccess {
+  if (options.clusterAccess) return options.clusterAccess;
+  if (options.kubeConfig) return fromKubeConfigLike(options.kubeConfig);
+  return loadClusterAccess({ kubeconfig: config.KUBECONFIG });
 }
 
 const SERVICE_ACCOUNT_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
