@@ -233,7 +233,8 @@ export function fromKubeconfig(
   if (!server) throw new Error(`${where}: cluster "${clusterName}" has no server`);
   const userName = stringField(context, 'user');
   const user = userName ? config.users.get(userName) : undefined;
-  if (userName && !user) throw new Error(`${where}: context "${name}" names an undefined user "${userName}"`);
+  if (userName && !user)
+    throw new Error(`${where}: context "${name}" names an undefined user "${userName}"`);
   const what = (field: string) => `${where}: ${field}`;
   const userEntry = user ?? {};
   return {
@@ -287,7 +288,8 @@ function authenticatorOf(
   if (token) return staticAuth(`Bearer ${token}`);
   const tokenFile = stringField(user, 'tokenFile') ?? stringField(user, 'token-file');
   if (tokenFile) return new TokenFileAuth(tokenFile, tokenRefreshMs, what('tokenFile'));
-  if (isRecord(user['exec']) || isRecord(user['auth-provider'])) return new LazyClientNodeAuth(user);
+  if (isRecord(user['exec']) || isRecord(user['auth-provider']))
+    return new LazyClientNodeAuth(user);
   const username = stringField(user, 'username');
   if (username) {
     const password = stringField(user, 'password') ?? '';
@@ -379,7 +381,9 @@ export class LazyClientNodeAuth implements Authenticator {
     // Only the user matters here: the connection itself is ours.
     config.loadFromOptions({
       clusters: [{ name: 'cluster', server: 'https://unused.invalid', skipTLSVerify: false }],
-      users: [{ name: 'user', exec: this.#user['exec'], authProvider: this.#user['auth-provider'] }],
+      users: [
+        { name: 'user', exec: this.#user['exec'], authProvider: this.#user['auth-provider'] },
+      ],
       contexts: [{ name: 'context', cluster: 'cluster', user: 'user' }],
       currentContext: 'context',
     });

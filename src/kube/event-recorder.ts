@@ -2,8 +2,8 @@ import { hostname } from 'node:os';
 import { LRUCache } from 'lru-cache';
 import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
-import { describeKubeError, statusCodeOf } from './kube-errors.ts';
 import { ContentType, type KubeClient } from './kube-client.ts';
+import { describeKubeError, statusCodeOf } from './kube-errors.ts';
 import { microTime } from './micro-time.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -67,6 +67,8 @@ export interface EventsV1Event {
   readonly reportingController?: string;
   readonly reportingInstance?: string;
   readonly regarding?: ObjectReference;
+  /** Set by the API server's answers once repeats are folded in; we patch it separately. */
+  readonly series?: EventsV1EventSeries;
 }
 
 /** events.k8s.io/v1 EventSeries. */

@@ -1,7 +1,7 @@
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
-import { statusCodeOf } from './kube-errors.ts';
 import type { KubeClient } from './kube-client.ts';
+import { statusCodeOf } from './kube-errors.ts';
 import { isExpired, KubeListWatch, type ListWatch, type WatchEvent } from './kube-list-watch.ts';
 import { isRecord, type KubeObject, objectKey, stripManagedFields } from './kube-object.ts';
 import { Backoff, type BackoffOptions } from './rate-limiter.ts';

@@ -25,7 +25,11 @@ export class KubeHttpError extends KubeApiError {
   constructor(code: number, body: string) {
     const status = parseStatus(body);
     const reason = status.reason ? ` ${status.reason}` : '';
-    super(code, status.reason, `HTTP ${code}${reason}${status.message ? `: ${status.message}` : ''}`);
+    super(
+      code,
+      status.reason,
+      `HTTP ${code}${reason}${status.message ? `: ${status.message}` : ''}`,
+    );
     this.name = 'KubeHttpError';
     this.body = body;
   }
@@ -52,7 +56,9 @@ export function statusCodeOf(error: unknown): number | undefined {
  * does not need client-node loaded.
  */
 function isHttpErrorLike(error: unknown): error is Error & { code: number; body: unknown } {
-  return error instanceof Error && typeof Reflect.get(error, 'code') === 'number' && 'body' in error;
+  return (
+    error instanceof Error && typeof Reflect.get(error, 'code') === 'number' && 'body' in error
+  );
 }
 
 /**

@@ -399,10 +399,7 @@ export class LeaderElector {
         : { preferredHolder: lease.spec.preferredHolder }),
     };
     try {
-      const released = await this.#replace(
-        { ...lease, spec },
-        { timeoutMs: this.renewDeadlineMs },
-      );
+      const released = await this.#replace({ ...lease, spec }, { timeoutMs: this.renewDeadlineMs });
       this.#observe(released);
       this.#log.info('released the lease');
     } catch (error) {
