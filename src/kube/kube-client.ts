@@ -220,7 +220,7 @@ export class KubeClient {
     }
     signal?.throwIfAborted();
     return new Promise<IncomingMessage>((resolve, reject) => {
-      let answered = false;
+      let answer: IncomingMessage | undefined;
       const report = (code: number): void => this.#onResponse?.(method, code, this.#host);
       const request = this.#send({
         agent: this.#agent,
@@ -239,17 +239,19 @@ export class KubeClient {
       request.once('close', () => signal?.removeEventListener('abort', onAbort));
       if (idleTimeoutMs !== undefined) {
         request.setTimeout(idleTimeoutMs, () => {
-          request.destroy(new Error(`no data from the API server for ${idleTimeoutMs} ms`));
+          // Once the answer has started, its stream must carry the error, not a bare "aborted".
+          const error = new Error(`no data from the API server for ${idleTimeoutMs} ms`);
+          (answer ?? request).destroy(error);
         });
       }
       request.once('response', (response) => {
-        answered = true;
+        answer = response;
         report(response.statusCode ?? 0);
         resolve(response);
       });
       // `on`, not `once`: a second error with no listener would be an uncaught exception.
       request.on('error', (error) => {
-        if (!answered) report(0);
+        if (!answer) report(0);
         reject(error);
       });
       request.end(options.body);
