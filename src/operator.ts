@@ -20,6 +20,7 @@ import { type Component, LEADER_ELECTION, Manager } from './kube/manager.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 import { createLogger, type Logger } from './util/log.ts';
+import { OPERATOR_NAME, OPERATOR_VERSION } from './version.ts';
 
 export { LeadershipLostError } from './kube/manager.ts';
 
@@ -78,7 +79,10 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   });
   // Every part of the operator shares one client, so one connection pool (see KubeClient), which
   // also counts requests for rest_client_requests_total.
-  const client = new KubeClient(clusterAccessOf(options, config), metrics.restClient);
+  const client = new KubeClient(clusterAccessOf(options, config), {
+    ...metrics.restClient,
+    userAgent: `${OPERATOR_NAME}/${OPERATOR_VERSION}`,
+  });
   requireDatabase(config);
   let auditor: AgentAuditor | undefined;
   let pendingMigration = false;

@@ -38,6 +38,11 @@ export interface WatchRequestOptions {
 export interface KubeClientOptions {
   /** Told the outcome of every request, e.g. for rest_client_requests_total; default none. */
   readonly onResponse?: OnResponse | undefined;
+  /**
+   * The User-Agent header, which the API server's audit log and its apiserver_request metrics
+   * show; default none (Node sends none).
+   */
+  readonly userAgent?: string | undefined;
 }
 
 const ACCEPT = 'application/json, */*;q=0.8';
@@ -67,6 +72,7 @@ export class KubeClient {
   /** host:port of the server, the `host` label of rest_client_requests_total. */
   readonly #host: string;
   readonly #onResponse: OnResponse | undefined;
+  readonly #userAgent: string | undefined;
 
   constructor(access: ClusterAccess, options: KubeClientOptions = {}) {
     this.access = access;
@@ -78,6 +84,7 @@ export class KubeClient {
     this.#basePath = url.pathname.replace(/\/+$/, '');
     this.#host = url.host;
     this.#onResponse = options.onResponse ? safeOnResponse(options.onResponse) : undefined;
+    this.#userAgent = options.userAgent;
     const { tls } = access;
     this.#agent = secure
       ? new HttpsAgent({
@@ -211,6 +218,7 @@ export class KubeClient {
   ): Promise<IncomingMessage> {
     signal?.throwIfAborted();
     const headers: Record<string, string> = { Accept: ACCEPT };
+    if (this.#userAgent) headers['User-Agent'] = this.#userAgent;
     const authorization = this.access.auth.authorization();
     const header = typeof authorization === 'string' ? authorization : await authorization;
     if (header !== undefined) headers['Authorization'] = header;
@@ -246,6 +254,8 @@ export class KubeClient {
       }
       request.once('response', (response) => {
         answer = response;
+        // Until the caller listens: an abort in between must not be an uncaught stream error.
+        response.on('error', () => undefined);
         report(response.statusCode ?? 0);
         resolve(response);
       });

@@ -127,6 +127,11 @@ describe('KubeClient.request', () => {
     expect(seen[0]?.headers['content-type']).toBe('application/json-patch+json');
     expect(seen[0]?.headers['authorization']).toBe('Bearer secret-token');
     expect(seen[0]?.headers['accept']).toContain('application/json');
+    expect(seen[0]?.headers['user-agent']).toBeUndefined();
+    const tagged = new KubeClient(kube.access, { userAgent: 'agentrun-operator/1.2.3' });
+    clients.push(tagged);
+    await tagged.request('GET', '/');
+    expect(seen[1]?.headers['user-agent']).toBe('agentrun-operator/1.2.3');
   });
 
   it('resolves undefined for an empty answer, and sends no content type without a body', async () => {
