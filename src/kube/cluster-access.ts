@@ -15,8 +15,6 @@ export interface ClusterAccess {
   readonly tls: TlsSettings;
   /** The namespace the context names (or the pod's own, in-cluster); undefined when none. */
   readonly namespace: string | undefined;
-  /** Names the cluster and user, so that clients of the same pair could share connections. */
-  readonly poolKey: string;
   /** The credentials sent with each request (tokens rotate, so asked per request). */
   readonly auth: Authenticator;
 }
@@ -97,7 +95,6 @@ export function loadClusterAccess(options: LoadOptions = {}): ClusterAccess {
     server: 'http://localhost:8080',
     tls: { rejectUnauthorized: true },
     namespace: undefined,
-    poolKey: 'localhost:8080',
     auth: NO_AUTH,
   };
 }
@@ -130,7 +127,6 @@ export function inClusterAccess(
       rejectUnauthorized: true,
     },
     namespace: existsSync(namespaceFile) ? readFileSync(namespaceFile, 'utf8').trim() : undefined,
-    poolKey: 'in-cluster',
     auth: new TokenFileAuth(join(serviceAccountDir, 'token'), tokenRefreshMs),
   };
 }
@@ -247,7 +243,6 @@ export function fromKubeconfig(
       servername: stringField(cluster, 'tls-server-name'),
     },
     namespace: stringField(context, 'namespace'),
-    poolKey: JSON.stringify([clusterName, userName ?? '']),
     auth: authenticatorOf(userEntry, tokenRefreshMs, what),
   };
 }
@@ -357,7 +352,8 @@ interface ClientNodeKubeConfig {
 /**
  * Exec credential plugins (cloud logins) and auth-providers, through client-node, which runs the
  * plugin and caches its credentials until they expire. client-node is imported on first use, so
- * that the common cases (tokens, certificates) never load it.
+ * that the common cases (tokens, certificates) never load it. Only the Authorization header is
+ * taken: a plugin that answers with a client certificate instead of a token is not supported.
  */
 export class LazyClientNodeAuth implements Authenticator {
   readonly #user: Readonly<Record<string, unknown>>;
@@ -368,7 +364,11 @@ export class LazyClientNodeAuth implements Authenticator {
   }
 
   async authorization(): Promise<string | undefined> {
-    this.#config ??= this.#load();
+    // A failed import is tried again on the next request rather than remembered.
+    this.#config ??= this.#load().catch((error: unknown) => {
+      this.#config = undefined;
+      throw error;
+    });
     const options: { headers?: Record<string, unknown> } = { headers: {} };
     await (await this.#config).applyToHTTPSOptions(options);
     const header = options.headers?.['Authorization'] ?? options.headers?.['authorization'];

@@ -7,7 +7,6 @@ export function unreachableClient(token?: string): KubeClient {
     server: 'https://127.0.0.1:1',
     tls: { rejectUnauthorized: true },
     namespace: undefined,
-    poolKey: 'unreachable',
     auth: token ? staticAuth(`Bearer ${token}`) : NO_AUTH,
   });
 }

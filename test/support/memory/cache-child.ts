@@ -29,7 +29,6 @@ const client = new KubeClient({
   server,
   tls: { rejectUnauthorized: false },
   namespace: undefined,
-  poolKey: 'fake',
   auth: NO_AUTH,
 });
 let queue: WorkQueue | undefined;

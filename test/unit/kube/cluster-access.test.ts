@@ -235,6 +235,23 @@ describe('loadClusterAccess: kubeconfig files', () => {
     );
     expect(load({ kubeconfig: file }).auth).toBeInstanceOf(LazyClientNodeAuth);
   });
+
+  it('runs an exec plugin through client-node and sends the token it prints', async () => {
+    const plugin = join(dir, 'plugin.sh');
+    const credential = {
+      apiVersion: 'client.authentication.k8s.io/v1',
+      kind: 'ExecCredential',
+      status: { token: 'from-exec' },
+    };
+    writeFileSync(plugin, `#!/bin/sh\necho '${JSON.stringify(credential)}'\n`, { mode: 0o755 });
+    const file = kubeconfig(
+      'exec',
+      oneContext('https://api', {
+        exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin },
+      }),
+    );
+    expect(await load({ kubeconfig: file }).auth.authorization()).toBe('Bearer from-exec');
+  });
 });
 
 describe('in-cluster access', () => {

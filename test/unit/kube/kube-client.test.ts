@@ -84,7 +84,6 @@ function client(
       server,
       tls: { rejectUnauthorized: true },
       namespace: undefined,
-      poolKey: 'test',
       auth: NO_AUTH,
       ...access,
     },

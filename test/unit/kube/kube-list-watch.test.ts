@@ -33,7 +33,6 @@ async function listWatch(
     server: `http://127.0.0.1:${port}`,
     tls: { rejectUnauthorized: true },
     namespace: undefined,
-    poolKey: 'test',
     auth: NO_AUTH,
   });
   const lw = new KubeListWatch(client, {
