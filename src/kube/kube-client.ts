@@ -149,6 +149,11 @@ export class KubeClient {
       if (signal.aborted) return;
       throw error;
     }
+    // Aborted while the headers were on their way in: the connection is being torn down.
+    if (signal.aborted) {
+      response.destroy();
+      return;
+    }
     const status = response.statusCode ?? 0;
     if (status < 200 || status > 299) {
       throw new KubeHttpError(status, await readText(response, signal));
@@ -198,7 +203,8 @@ export class KubeClient {
       response.on('error', (error) => finish(signal.aborted ? undefined : error));
       // 'end' never comes when the connection dies mid-stream: 'close' without 'end'.
       response.once('close', () => {
-        if (!response.complete) finish(new Error('the watch connection closed mid-stream'));
+        if (response.complete || signal.aborted) finish();
+        else finish(new Error('the watch connection closed mid-stream'));
       });
     });
   }
