@@ -15,6 +15,8 @@ export type { Config } from './config/config.ts';
 export { ConfigError, loadConfig } from './config/config.ts';
 export type { RunEvents } from './controller/agentrun-reconciler.ts';
 export * from './handlers/index.ts';
+export type { ClusterAccess, LoadOptions } from './kube/cluster-access.ts';
+export { loadClusterAccess } from './kube/cluster-access.ts';
 // Operator is a type only: createOperator is the one way to build one.
 export type { Operator, OperatorOptions } from './operator.ts';
 export { createOperator, LeadershipLostError } from './operator.ts';

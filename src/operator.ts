@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { AgentAuditor, setAuditor } from './audit/auditor.ts';
 import { migrate } from './audit/migrate.ts';
 import { RetentionJob } from './audit/retention.ts';
@@ -11,15 +10,18 @@ import type { ControllerMetrics } from './controller/controller-metrics.ts';
 import type { Handler } from './handlers/handler.ts';
 import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
+import { type ClusterAccess, loadClusterAccess } from './kube/cluster-access.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
 import { HealthServer } from './kube/health-server.ts';
+import { KubeClient } from './kube/kube-client.ts';
+import { fromKubeConfigLike, type KubeConfigLike } from './kube/kube-config-access.ts';
 import { LeaderElector } from './kube/leader-election.ts';
 import { type Component, LEADER_ELECTION, Manager } from './kube/manager.ts';
-import { PooledKubeConfig } from './kube/pooled-kube-config.ts';
 import { WritePriority } from './kube/write-priority.ts';
 import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 import { createLogger, type Logger } from './util/log.ts';
+import { OPERATOR_NAME, OPERATOR_VERSION } from './version.ts';
 
 export { LeadershipLostError } from './kube/manager.ts';
 
@@ -38,8 +40,16 @@ export interface OperatorOptions {
   /** Default: loadConfig() from the environment. */
   readonly config?: Config;
   readonly logger?: Logger;
-  /** Default: KUBECONFIG / in-cluster / ~/.kube/config, as kubectl finds it. */
-  readonly kubeConfig?: KubeConfig;
+  /**
+   * The cluster to work in, from loadClusterAccess() or your own. Default: the KUBECONFIG
+   * setting, else $KUBECONFIG, ~/.kube/config or the in-cluster service account.
+   */
+  readonly clusterAccess?: ClusterAccess;
+  /**
+   * Or, as before, a @kubernetes/client-node KubeConfig: its current context is read once, and
+   * the operator's own client makes the requests. Ignored when `clusterAccess` is given.
+   */
+  readonly kubeConfig?: KubeConfigLike;
   /** Where Kubernetes Events go; default an EventRecorder writing events.k8s.io/v1 Events. */
   readonly events?: RunEvents;
   /** Controller metrics; default the Prometheus ones of the operator's registry (src/metrics). */
@@ -55,14 +65,14 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   const config = options.config ?? loadConfig();
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
   const registry = new HandlerRegistry();
-  const clusterConfig = options.kubeConfig ?? defaultKubeConfig(config);
+  const clusterAccess = clusterAccessOf(options, config);
   if (options.includeBuiltins !== false) {
     const handlersConfig = config.HANDLERS_CONFIG
       ? await loadHandlersConfig(config.HANDLERS_CONFIG)
       : {};
     // http.check must never be a way to the API server this operator talks to.
     const builtins = builtinHandlers(handlersConfig, {
-      apiServerHosts: apiServerHosts(clusterConfig.getCurrentCluster()?.server, process.env),
+      apiServerHosts: apiServerHosts(clusterAccess.server, process.env),
     });
     for (const handler of builtins) registry.register(handler);
   }
@@ -73,9 +83,12 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     enabled: config.APPLYLENS_AGENT_METRICS_ENABLED,
     ...(config.LEADER_ELECT ? { leaderElectionName: config.LEADER_ELECTION_ID } : {}),
   });
-  // Every client of the operator shares one connection pool (see PooledKubeConfig), which also
-  // counts requests for rest_client_requests_total.
-  const kubeConfig = PooledKubeConfig.from(clusterConfig, metrics.restClient);
+  // Every part of the operator shares one client, so one connection pool (see KubeClient), which
+  // also counts requests for rest_client_requests_total.
+  const client = new KubeClient(clusterAccess, {
+    ...metrics.restClient,
+    userAgent: `${OPERATOR_NAME}/${OPERATOR_VERSION}`,
+  });
   requireDatabase(config);
   let auditor: AgentAuditor | undefined;
   let pendingMigration = false;
@@ -95,7 +108,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   return new Operator({
     config,
     logger,
-    kubeConfig,
+    client,
     registry,
     metrics,
     options,
@@ -108,7 +121,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
 interface OperatorParts {
   readonly config: Config;
   readonly logger: Logger;
-  readonly kubeConfig: PooledKubeConfig;
+  readonly client: KubeClient;
   readonly registry: HandlerRegistry;
   readonly metrics: OperatorMetrics;
   readonly options: OperatorOptions;
@@ -130,27 +143,27 @@ class Operator {
   readonly auditor: AgentAuditor | undefined;
   /** Settles when the operator stops; rejects with LeadershipLostError if the Lease was lost. */
   readonly done: Promise<void>;
-  readonly #kubeConfig: PooledKubeConfig;
+  readonly #client: KubeClient;
   readonly #controller: AgentRunController;
   readonly #manager: Manager;
   #health: HealthServer | undefined;
   #metricsServer: MetricsServer | undefined;
 
   constructor(parts: OperatorParts) {
-    const { config, logger, kubeConfig, metrics, auditor, options } = parts;
+    const { config, logger, client, metrics, auditor, options } = parts;
     this.config = config;
     this.logger = logger;
     this.registry = parts.registry;
     this.metrics = metrics;
     this.auditor = auditor;
-    this.#kubeConfig = kubeConfig;
+    this.#client = client;
     let events = options.events;
     let recorder: EventRecorder | undefined;
     // Events give way to status writes (write-priority.ts says why).
     const statusWrites = new WritePriority();
     if (!events) {
       recorder = new EventRecorder({
-        kubeConfig,
+        client,
         component: 'agentrun-operator',
         logger,
         yieldTo: statusWrites,
@@ -158,7 +171,7 @@ class Operator {
       events = recorder;
     }
     const controller = new AgentRunController({
-      kubeConfig,
+      client,
       namespace: config.WATCH_NAMESPACE,
       registry: parts.registry,
       events,
@@ -232,7 +245,7 @@ class Operator {
           await recorder?.stop();
         },
       },
-      { name: 'kube-client', stop: () => kubeConfig.close() },
+      { name: 'kube-client', stop: () => client.close() },
     ];
     this.#manager = new Manager({
       logger,
@@ -256,7 +269,7 @@ class Operator {
         ? {
             leaderElection: (callbacks) =>
               new LeaderElector({
-                kubeConfig,
+                client,
                 namespace: leaderElectionNamespace(config),
                 name: config.LEADER_ELECTION_ID,
                 identity: `${hostname()}_${crypto.randomUUID()}`,
@@ -325,7 +338,7 @@ class Operator {
       address: this.config.METRICS_BIND_ADDRESS,
       secure: this.config.METRICS_SECURE,
       certDir: this.config.METRICS_CERT_DIR,
-      kubeConfig: this.#kubeConfig,
+      client: this.#client,
       logger: this.logger,
     });
   }
@@ -369,11 +382,15 @@ async function tryMigrate(auditor: AgentAuditor, logger: Logger): Promise<boolea
   }
 }
 
-function defaultKubeConfig(config: Config): KubeConfig {
-  const kc = new KubeConfig();
-  if (config.KUBECONFIG) kc.loadFromFile(config.KUBECONFIG);
-  else kc.loadFromDefault();
-  return kc;
+/**
+ * The cluster the operator works in: the one given, else loadClusterAccess's rules from the
+ * KUBECONFIG setting ($KUBECONFIG, ~/.kube/config, in-cluster), the order client-node's
+ * loadFromFile / loadFromDefault used before.
+ */
+function clusterAccessOf(options: OperatorOptions, config: Config): ClusterAccess {
+  if (options.clusterAccess) return options.clusterAccess;
+  if (options.kubeConfig) return fromKubeConfigLike(options.kubeConfig);
+  return loadClusterAccess({ kubeconfig: config.KUBECONFIG });
 }
 
 /**

@@ -1,12 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CustomObjectsApi } from '@kubernetes/client-node';
-import { PooledKubeConfig } from '../../src/kube/pooled-kube-config.ts';
 import { installCrd } from '../../test/support/crds.ts';
 import { ControlPlane } from '../../test/support/envtest/control-plane.ts';
 import { adminKubeConfig } from '../../test/support/envtest/users.ts';
 import { PostgresServer } from '../../test/support/postgres/server.ts';
 import { describeMachine } from './machine.ts';
+import { PooledKubeConfig } from './pooled-kube-config.ts';
 import { type Results, renderMarkdown, settingsLine, writeResults } from './report.ts';
 import { type BenchContext, burst, memory, steady } from './scenarios.ts';
 import { loadSettings } from './settings.ts';

@@ -38,7 +38,7 @@ export type BindAddress = { host: string | undefined; port: number };
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 export const configSchema = z.object({
-  /** kubeconfig file; empty: KUBECONFIG's usual rules, then in-cluster, then ~/.kube/config. */
+  /** kubeconfig file(s), ':'-separated; empty: $KUBECONFIG, ~/.kube/config, then in-cluster. */
   KUBECONFIG: z.string().default(''),
   /** Namespace to watch; empty watches all namespaces. */
   WATCH_NAMESPACE: z.string().default(''),

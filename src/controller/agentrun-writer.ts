@@ -1,11 +1,4 @@
 import {
-  ApiException,
-  CustomObjectsApi,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
-import {
   type AgentRun,
   type AgentRunStatus,
   GROUP,
@@ -13,9 +6,9 @@ import {
   parseAgentRun,
   VERSION,
 } from '../api/agentrun.ts';
-import { describeKubeError } from '../kube/kube-errors.ts';
+import { ContentType, type KubeClient } from '../kube/kube-client.ts';
+import { describeKubeError, KubeHttpError } from '../kube/kube-errors.ts';
 import { stripManagedFields } from '../kube/kube-object.ts';
-import { kubeRequest } from '../kube/kube-request.ts';
 
 /** The AgentRun writes the controller makes; a thin adapter over the API server. */
 export interface AgentRunWriter {
@@ -54,16 +47,16 @@ export class NotFoundError extends Error {
 
 const FAILED_PATCH_TEST = 'the server rejected our request due to an error in our request';
 
-const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
 export class KubeAgentRunWriter implements AgentRunWriter {
-  readonly #api: CustomObjectsApi;
-  readonly #kubeConfig: KubeConfig;
-  readonly #basePath = `/apis/${GROUP}/${VERSION}`;
+  readonly #client: KubeClient;
 
-  constructor(kubeConfig: KubeConfig) {
-    this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.#kubeConfig = kubeConfig;
+  constructor(client: KubeClient) {
+    this.#client = client;
+  }
+
+  #path(run: AgentRun, subresource = ''): string {
+    const { namespace, name } = run.metadata;
+    return `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}/${encodeURIComponent(name)}${subresource}`;
   }
 
   async writeStatus(
@@ -82,12 +75,9 @@ export class KubeAgentRunWriter implements AgentRunWriter {
       (expectResourceVersion
         ? `,{"op":"replace","path":"/metadata/resourceVersion","value":${JSON.stringify(expectResourceVersion)}}]`
         : ']');
-    const { namespace, name } = run.metadata;
     const raw: unknown = await this.#call('status write', () =>
-      kubeRequest(this.#kubeConfig, {
-        method: 'PATCH',
-        path: `${this.#basePath}/namespaces/${encodeURIComponent(namespace)}/${PLURAL}/${encodeURIComponent(name)}/status`,
-        contentType: PatchStrategy.JsonPatch,
+      this.#client.request('PATCH', this.#path(run, '/status'), {
+        contentType: ContentType.JsonPatch,
         body,
       }),
     );
@@ -114,17 +104,12 @@ export class KubeAgentRunWriter implements AgentRunWriter {
    */
   async #setFinalizers(run: AgentRun, finalizers: readonly string[]): Promise<AgentRun> {
     const raw: unknown = await this.#call('finalizer update', () =>
-      this.#api.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace: run.metadata.namespace,
-          plural: PLURAL,
-          name: run.metadata.name,
-          body: { metadata: { resourceVersion: run.metadata.resourceVersion, finalizers } },
-        },
-        mergePatch,
-      ),
+      this.#client.request('PATCH', this.#path(run), {
+        contentType: ContentType.MergePatch,
+        body: JSON.stringify({
+          metadata: { resourceVersion: run.metadata.resourceVersion, finalizers },
+        }),
+      }),
     );
     return this.#parse(raw, run);
   }
@@ -132,13 +117,8 @@ export class KubeAgentRunWriter implements AgentRunWriter {
   async delete(run: AgentRun): Promise<void> {
     try {
       await this.#call('delete', () =>
-        this.#api.deleteNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace: run.metadata.namespace,
-          plural: PLURAL,
-          name: run.metadata.name,
-          body: { preconditions: { uid: run.metadata.uid } },
+        this.#client.request('DELETE', this.#path(run), {
+          body: JSON.stringify({ preconditions: { uid: run.metadata.uid } }),
         }),
       );
     } catch (error) {
@@ -150,12 +130,12 @@ export class KubeAgentRunWriter implements AgentRunWriter {
     try {
       return await fn();
     } catch (error) {
-      if (error instanceof ApiException) {
+      if (error instanceof KubeHttpError) {
         if (error.code === 409) throw new ConflictError(what);
         if (error.code === 404) throw new NotFoundError(what);
         // A failed JSON Patch "test" of the uid (another object now has this name) comes back
         // as a bare 422; schema violations name the field instead.
-        if (error.code === 422 && String(error.body).includes(FAILED_PATCH_TEST)) {
+        if (error.code === 422 && error.body.includes(FAILED_PATCH_TEST)) {
           throw new NotFoundError(what);
         }
         throw new Error(`${what} failed: ${describeKubeError(error)}`);

@@ -1,7 +1,7 @@
-import type { KubeConfig } from '@kubernetes/client-node';
 import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
 import type { HandlerRegistry } from '../handlers/registry.ts';
 import { Informer } from '../kube/informer.ts';
+import type { KubeClient } from '../kube/kube-client.ts';
 import { objectKey } from '../kube/kube-object.ts';
 import { WorkQueue, type WorkQueueMetrics } from '../kube/workqueue.ts';
 import type { WritePriority } from '../kube/write-priority.ts';
@@ -13,7 +13,7 @@ import { agentRunCacheTransform } from './cache-transform.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
 
 export interface ControllerOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly client: KubeClient;
   /** '' watches every namespace. */
   readonly namespace: string;
   readonly registry: HandlerRegistry;
@@ -60,7 +60,7 @@ export class AgentRunController {
     this.#queue = queue;
     options.attachQueue?.(queue);
     this.#informer = new Informer<AgentRun>({
-      kubeConfig: options.kubeConfig,
+      client: options.client,
       group: GROUP,
       version: VERSION,
       plural: PLURAL,
@@ -72,7 +72,7 @@ export class AgentRunController {
     });
     this.#reconciler = new AgentRunReconciler({
       store: this.#informer,
-      writer: new KubeAgentRunWriter(options.kubeConfig),
+      writer: new KubeAgentRunWriter(options.client),
       handlers: options.registry,
       events: options.events,
       logger: options.logger,

@@ -1,16 +1,10 @@
 import { hostname } from 'node:os';
-import {
-  type EventsV1Event,
-  type EventsV1EventSeries,
-  type KubeConfig,
-  PatchStrategy,
-  V1MicroTime,
-} from '@kubernetes/client-node';
 import { LRUCache } from 'lru-cache';
 import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
+import { ContentType, type KubeClient } from './kube-client.ts';
 import { describeKubeError, statusCodeOf } from './kube-errors.ts';
-import { kubeRequest } from './kube-request.ts';
+import { microTime } from './micro-time.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /** events.k8s.io/v1 limits (k8s.io/kubernetes pkg/apis/core/validation/events.go). */
@@ -52,6 +46,37 @@ export interface EventSubject {
     | undefined;
 }
 
+/** An object reference (core/v1 ObjectReference), the `regarding` of an Event. */
+export interface ObjectReference {
+  readonly apiVersion?: string;
+  readonly kind?: string;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly uid?: string;
+  readonly resourceVersion?: string;
+}
+
+/** The fields of an events.k8s.io/v1 Event this recorder writes (times as MicroTime strings). */
+export interface EventsV1Event {
+  readonly metadata?: { readonly name?: string; readonly namespace?: string };
+  readonly eventTime: string;
+  readonly type?: string;
+  readonly reason?: string;
+  readonly action?: string;
+  readonly note?: string;
+  readonly reportingController?: string;
+  readonly reportingInstance?: string;
+  readonly regarding?: ObjectReference;
+  /** Set by the API server's answers once repeats are folded in; we patch it separately. */
+  readonly series?: EventsV1EventSeries;
+}
+
+/** events.k8s.io/v1 EventSeries. */
+export interface EventsV1EventSeries {
+  readonly count: number;
+  readonly lastObservedTime: string;
+}
+
 /** Where events go; the default writes events.k8s.io/v1 Events. Tests bring their own. */
 export interface EventSink {
   create(namespace: string, event: EventsV1Event, signal: AbortSignal): Promise<unknown>;
@@ -64,7 +89,8 @@ export interface EventSink {
 }
 
 export interface EventRecorderOptions {
-  readonly kubeConfig: KubeConfig;
+  /** Where the default sink writes; needed unless `sink` is given. */
+  readonly client?: KubeClient;
   /**
    * Who reports: `reportingController` becomes `applylens.io/<component>` (or `component` as
    * is when it already has a `/`); default 'agentrun-operator'. kubectl shows it as "From".
@@ -90,6 +116,7 @@ export interface EventRecorderOptions {
    * write the recorder waits for `giveWay`. Default: none, Events go out as the rate allows.
    */
   readonly yieldTo?: { giveWay(signal: AbortSignal): Promise<void> } | undefined;
+  /** Default kubeEventSink(client). */
   readonly sink?: EventSink;
 }
 
@@ -187,7 +214,9 @@ export class EventRecorder {
     });
     // Fail at construction, not on the first event, if the per-object settings are invalid.
     new TokenBucket({ ratePerSecond: this.#perObjectQps, burst: this.#perObjectBurst });
-    this.#sink = options.sink ?? kubeEventSink(options.kubeConfig);
+    const sink = options.sink ?? (options.client ? kubeEventSink(options.client) : undefined);
+    if (!sink) throw new TypeError('EventRecorder needs a client (or a sink of its own)');
+    this.#sink = sink;
     this.#yieldTo = options.yieldTo;
   }
 
@@ -315,7 +344,7 @@ export class EventRecorder {
       namespace: subject.namespace,
       name: this.#eventName(subject.name),
       event: {
-        eventTime: new V1MicroTime(now),
+        eventTime: microTime(now),
         type,
         reason,
         action,
@@ -487,7 +516,7 @@ export class EventRecorder {
 }
 
 function seriesOf(series: Series): EventsV1EventSeries {
-  return { count: series.count, lastObservedTime: new V1MicroTime(series.lastObservedAt) };
+  return { count: series.count, lastObservedTime: microTime(series.lastObservedAt) };
 }
 
 interface Subject {
@@ -554,27 +583,18 @@ export function truncateNote(message: string, maxBytes: number = NOTE_MAX_BYTES)
   return `${encoded.subarray(0, end).toString('utf8')}...`;
 }
 
-/** The default sink: events.k8s.io/v1, with client-node's authentication and connection pool. */
-export function kubeEventSink(kubeConfig: KubeConfig): EventSink {
+/** The default sink: events.k8s.io/v1 through the operator's KubeClient. */
+export function kubeEventSink(client: KubeClient): EventSink {
   const path = (namespace: string, name = ''): string =>
     `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events${name ? `/${encodeURIComponent(name)}` : ''}`;
-  // Straight to the API server (kubeRequest): an Event per run transition made client-node's
-  // model (de)serialisation a visible part of the operator's CPU. The bodies are plain JSON
-  // already (V1MicroTime serialises itself with microseconds), and the answers are not used.
+  // Plain JSON both ways, no typed models: an Event per run transition made client-node's model
+  // (de)serialisation a visible part of the operator's CPU. The answers are not used.
   return {
     create: (namespace, body, signal) =>
-      kubeRequest(kubeConfig, {
-        method: 'POST',
-        path: path(namespace),
-        contentType: 'application/json',
-        body: JSON.stringify(body),
-        signal,
-      }),
+      client.request('POST', path(namespace), { body: JSON.stringify(body), signal }),
     patchSeries: (namespace, name, series, signal) =>
-      kubeRequest(kubeConfig, {
-        method: 'PATCH',
-        path: path(namespace, name),
-        contentType: PatchStrategy.MergePatch,
+      client.request('PATCH', path(namespace, name), {
+        contentType: ContentType.MergePatch,
         body: JSON.stringify({ series }),
         signal,
       }),

@@ -1,6 +1,6 @@
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
+import type { KubeClient } from './kube-client.ts';
 import { statusCodeOf } from './kube-errors.ts';
 import { isExpired, KubeListWatch, type ListWatch, type WatchEvent } from './kube-list-watch.ts';
 import { isRecord, type KubeObject, objectKey, stripManagedFields } from './kube-object.ts';
@@ -72,11 +72,11 @@ interface InformerCommonOptions<T> {
   readonly pageSize?: number;
 }
 
-/** Options of `Informer`: the resource, plus either a KubeConfig or a `ListWatch` (for tests). */
+/** Options of `Informer`: the resource, plus either a KubeClient or a `ListWatch` (for tests). */
 export type InformerOptions<T> = InformerCommonOptions<T> &
   (
-    | { readonly kubeConfig: KubeConfig; readonly listWatch?: never }
-    | { readonly listWatch: ListWatch; readonly kubeConfig?: never }
+    | { readonly client: KubeClient; readonly listWatch?: never }
+    | { readonly listWatch: ListWatch; readonly client?: never }
   );
 
 /**
@@ -143,7 +143,7 @@ export class Informer<T extends KubeObject> {
     });
     this.#listWatch =
       options.listWatch ??
-      new KubeListWatch(options.kubeConfig, {
+      new KubeListWatch(options.client, {
         group,
         version,
         plural,

@@ -1,4 +1,3 @@
-import { ApiException } from '@kubernetes/client-node';
 import { isRecord } from './kube-object.ts';
 
 /** An API error with its HTTP status code and, when the server sent a Status, its reason. */
@@ -15,13 +14,51 @@ export class KubeApiError extends Error {
 }
 
 /**
- * The HTTP status behind a failed API call (client-node's ApiException, a KubeApiError, or an
- * error with a numeric `statusCode`), if it has one.
+ * An API call answered with a status outside 2xx, as KubeClient throws it: the status code and
+ * the response body as text (a metav1.Status, usually), like client-node's ApiException, so that
+ * callers keep telling 404, 409, 410, 422 or 429 apart and can read the server's words.
+ */
+export class KubeHttpError extends KubeApiError {
+  /** The response body as sent, often a metav1.Status as JSON; '' when there was none. */
+  readonly body: string;
+
+  constructor(code: number, body: string) {
+    const status = parseStatus(body);
+    const reason = status.reason ? ` ${status.reason}` : '';
+    super(
+      code,
+      status.reason,
+      `HTTP ${code}${reason}${status.message ? `: ${status.message}` : ''}`,
+    );
+    this.name = 'KubeHttpError';
+    this.body = body;
+  }
+
+  /** The same as `code`, under the name Node's and other HTTP errors use. */
+  get statusCode(): number {
+    return this.code;
+  }
+}
+
+/**
+ * The HTTP status behind a failed API call (a KubeApiError or KubeHttpError, client-node's
+ * ApiException as the CLI still meets it, or an error with a numeric `statusCode`), if any.
  */
 export function statusCodeOf(error: unknown): number | undefined {
-  if (error instanceof KubeApiError || error instanceof ApiException) return error.code;
+  if (error instanceof KubeApiError) return error.code;
+  if (isHttpErrorLike(error)) return error.code;
   if (isRecord(error) && typeof error['statusCode'] === 'number') return error['statusCode'];
   return undefined;
+}
+
+/**
+ * client-node's ApiException by shape (a numeric `code` and a `body`), so that telling it apart
+ * does not need client-node loaded.
+ */
+function isHttpErrorLike(error: unknown): error is Error & { code: number; body: unknown } {
+  return (
+    error instanceof Error && typeof Reflect.get(error, 'code') === 'number' && 'body' in error
+  );
 }
 
 /**
@@ -29,7 +66,8 @@ export function statusCodeOf(error: unknown): number | undefined {
  * message (from its Status body), or the network error and its cause.
  */
 export function describeKubeError(error: unknown): string {
-  if (error instanceof ApiException) {
+  if (error instanceof KubeHttpError) return error.message;
+  if (isHttpErrorLike(error)) {
     const status = parseStatus(error.body);
     const reason = status.reason ? ` ${status.reason}` : '';
     return `HTTP ${error.code}${reason}${status.message ? `: ${status.message}` : ''}`;

@@ -1,7 +1,6 @@
-import { ApiException, CustomObjectsApi, type KubeConfig, Watch } from '@kubernetes/client-node';
-import { KubeApiError, parseStatus, statusCodeOf } from './kube-errors.ts';
+import type { KubeClient } from './kube-client.ts';
+import { KubeApiError, KubeHttpError, parseStatus, statusCodeOf } from './kube-errors.ts';
 import { isRecord } from './kube-object.ts';
-import { withSignal } from './request-options.ts';
 
 /** One page of a list: raw objects as decoded from JSON, which the caller may modify. */
 export interface ListPage {
@@ -65,27 +64,22 @@ export interface CustomResourceRef {
 
 export interface KubeListWatchOptions extends CustomResourceRef {
   /**
-   * client-node's own watch timer, which aborts a watch that receives no data for this long and
-   * also bounds the wait for response headers. Keep it above the informer's inactivity watchdog
-   * so that the watchdog, which restarts without backoff, fires first. client-node's default is
-   * 30 s, which would reconnect every quiet watch twice a minute.
+   * Fails a watch that receives no data for this long (headers included). Keep it above the informer's inactivity watchdog so that the watchdog, which
+   * restarts without backoff, fires first. (client-node's own timer, which this replaces,
+   * defaulted to 30 s, which would reconnect every quiet watch twice a minute.)
    */
   readonly requestTimeoutMs: number;
 }
 
-/** `ListWatch` for one custom resource, over client-node's `CustomObjectsApi` and `Watch`. */
+/** `ListWatch` for one custom resource, over KubeClient. */
 export class KubeListWatch implements ListWatch {
-  readonly #api: CustomObjectsApi;
-  readonly #watcher: Watch;
-  readonly #ref: CustomResourceRef;
+  readonly #client: KubeClient;
+  readonly #requestTimeoutMs: number;
   readonly #path: string;
 
-  constructor(kubeConfig: KubeConfig, options: KubeListWatchOptions) {
-    this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.#watcher = new Watch(kubeConfig);
-    // Public at runtime, private only in client-node's type declarations.
-    Reflect.set(this.#watcher, 'requestTimeoutMs', options.requestTimeoutMs);
-    this.#ref = options;
+  constructor(client: KubeClient, options: KubeListWatchOptions) {
+    this.#client = client;
+    this.#requestTimeoutMs = options.requestTimeoutMs;
     const { group, version, plural, namespace } = options;
     this.#path = namespace
       ? `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}`
@@ -93,74 +87,50 @@ export class KubeListWatch implements ListWatch {
   }
 
   async list(options: ListOptions): Promise<ListPage> {
-    const { group, version, plural, namespace } = this.#ref;
-    const page = {
-      group,
-      version,
-      plural,
-      limit: options.limit,
-      ...(options.continueToken ? { _continue: options.continueToken } : {}),
-    };
-    const config = withSignal(options.signal);
+    const query = new URLSearchParams({ limit: String(options.limit) });
+    if (options.continueToken) query.set('continue', options.continueToken);
     let body: unknown;
     try {
-      body = namespace
-        ? await this.#api.listNamespacedCustomObject({ ...page, namespace }, config)
-        : await this.#api.listClusterCustomObject(page, config);
+      body = await this.#client.request('GET', `${this.#path}?${query}`, {
+        signal: options.signal,
+      });
     } catch (error) {
       throw toKubeApiError(error, `list ${this.#path}`);
     }
     return parseListPage(body, this.#path);
   }
 
-  watch(options: WatchOptions, onEvent: (event: WatchEvent) => void): Promise<void> {
-    const { signal } = options;
-    if (signal.aborted) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      let connection: AbortController | undefined;
-      const finish = (error?: unknown): void => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        connection?.abort();
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = (): void => finish();
-      signal.addEventListener('abort', onAbort, { once: true });
-
-      const query = {
-        allowWatchBookmarks: true,
-        resourceVersion: options.resourceVersion,
-        timeoutSeconds: options.timeoutSeconds,
-      };
-      const onLine = (type: string, object: unknown): void => {
-        // client-node may still parse lines after the stream was given up; the caller resumes
-        // from the last resourceVersion it saw, so dropping them loses nothing.
-        if (settled) return;
-        if (type === 'ERROR') {
-          finish(statusEventError(object, this.#path));
-          return;
-        }
-        if (!isWatchEventType(type)) return;
-        try {
-          onEvent({ type, object });
-        } catch (error) {
-          finish(error);
-        }
-      };
-      const onDone = (error: unknown): void => {
-        finish(error ? toKubeApiError(error, `watch ${this.#path}`) : undefined);
-      };
-      this.#watcher.watch(this.#path, query, onLine, onDone).then(
-        (controller) => {
-          connection = controller;
-          if (settled) controller.abort();
-        },
-        (error: unknown) => finish(toKubeApiError(error, `watch ${this.#path}`)),
-      );
+  async watch(options: WatchOptions, onEvent: (event: WatchEvent) => void): Promise<void> {
+    const query = new URLSearchParams({
+      watch: 'true',
+      allowWatchBookmarks: 'true',
+      resourceVersion: options.resourceVersion,
+      timeoutSeconds: String(options.timeoutSeconds),
     });
+    // What onEvent threw goes back to the caller as it is, not dressed as a watch failure.
+    let handlerError: { readonly error: unknown } | undefined;
+    const onLine = (line: unknown): void => {
+      const type = isRecord(line) ? line['type'] : undefined;
+      const object = isRecord(line) ? line['object'] : undefined;
+      if (type === 'ERROR') throw statusEventError(object, this.#path);
+      if (typeof type !== 'string' || !isWatchEventType(type)) return;
+      try {
+        onEvent({ type, object });
+      } catch (error) {
+        handlerError = { error };
+        throw error;
+      }
+    };
+    try {
+      await this.#client.watch(
+        `${this.#path}?${query}`,
+        { signal: options.signal, idleTimeoutMs: this.#requestTimeoutMs },
+        onLine,
+      );
+    } catch (error) {
+      if (handlerError) throw handlerError.error;
+      throw toKubeApiError(error, `watch ${this.#path}`);
+    }
   }
 }
 
@@ -196,18 +166,19 @@ function statusEventError(object: unknown, path: string): KubeApiError {
 }
 
 /**
- * Replaces client-node's errors, whose messages embed the full response headers, with one line
- * that names the call, the status and the server's message; network errors keep their cause.
+ * One line that names the call, the status and the server's message (rather than the bare
+ * "HTTP 404" of the client); network errors keep their cause. Errors the event handler threw,
+ * and ERROR events (already KubeApiErrors), pass unchanged.
  */
 function toKubeApiError(error: unknown, call: string): unknown {
-  if (error instanceof KubeApiError) return error;
-  if (error instanceof ApiException) {
+  if (error instanceof KubeHttpError) {
     const status = parseStatus(error.body);
     const message = status.message ?? `HTTP ${error.code}`;
     return new KubeApiError(error.code, status.reason, `${call}: ${error.code}: ${message}`, {
       cause: error,
     });
   }
+  if (error instanceof KubeApiError) return error;
   const code = statusCodeOf(error);
   if (code !== undefined) {
     const text = error instanceof Error ? error.message : String(error);

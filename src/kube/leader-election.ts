@@ -1,18 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
-import {
-  type ConfigurationOptions,
-  CoordinationV1Api,
-  type KubeConfig,
-  type V1Lease,
-  type V1LeaseSpec,
-  V1MicroTime,
-} from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
+import type { KubeClient, RequestOptions } from './kube-client.ts';
 import { describeKubeError, statusCodeOf } from './kube-errors.ts';
-import { withSignal } from './request-options.ts';
+import { microTime } from './micro-time.ts';
 
 /** controller-runtime's defaults (pkg/manager: LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s). */
 export const LEADER_ELECTION_DEFAULTS = {
@@ -33,8 +26,34 @@ export interface LeaderElectionMetrics {
   setLeader(name: string, isLeader: boolean): void;
 }
 
+/** coordination.k8s.io/v1 LeaseSpec; times are MicroTime strings (see microTime). */
+export interface V1LeaseSpec {
+  readonly holderIdentity?: string;
+  readonly leaseDurationSeconds?: number;
+  readonly acquireTime?: string;
+  readonly renewTime?: string;
+  readonly leaseTransitions?: number;
+  readonly strategy?: string;
+  readonly preferredHolder?: string;
+}
+
+/**
+ * coordination.k8s.io/v1 Lease, as read from and written back to the API server: fields we do
+ * not know (metadata beyond these, future spec fields) ride along untouched in the replace.
+ */
+export interface V1Lease {
+  readonly apiVersion?: string;
+  readonly kind?: string;
+  readonly metadata?: {
+    readonly name?: string;
+    readonly namespace?: string;
+    readonly resourceVersion?: string;
+  };
+  readonly spec?: V1LeaseSpec;
+}
+
 export interface LeaderElectorOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly client: KubeClient;
   /** Namespace of the coordination.k8s.io/v1 Lease. */
   readonly namespace: string;
   /** Name of the Lease; also the `name` label of the metric. */
@@ -86,8 +105,8 @@ export type LeaseDecision =
   | { readonly action: 'takeover' }
   | { readonly action: 'wait'; readonly holder: string; readonly expiresInMs: number };
 
-// client-node 2.x deserialises MicroTime fields as the raw strings (V1MicroTime is not in its
-// type map) but we write V1MicroTime objects: normalise both to the wire form.
+// The wire form of a MicroTime is a string, and that is what we write (microTime); a Date (as
+// client-node's V1MicroTime once handed us) is normalised to the same ISO text.
 function timeString(value: unknown): string | undefined {
   if (value instanceof Date) return value.toISOString();
   return typeof value === 'string' ? value : undefined;
@@ -102,6 +121,14 @@ export function leaseRecordOf(lease: V1Lease): LeaseRecord {
     renewTime: timeString(spec.renewTime),
     leaseTransitions: spec.leaseTransitions ?? 0,
   };
+}
+
+/** The answer of a Lease request; the API server's, so only its shape is checked. */
+function leaseOf(value: unknown): V1Lease {
+  if (typeof value !== 'object' || value === null) {
+    throw new Error('the API server answered a Lease request without a Lease');
+  }
+  return value;
 }
 
 export function sameRecord(a: LeaseRecord, b: LeaseRecord): boolean {
@@ -156,7 +183,7 @@ export class LeaderElector {
   readonly retryPeriodMs: number;
 
   readonly #options: LeaderElectorOptions;
-  readonly #api: CoordinationV1Api;
+  readonly #client: KubeClient;
   readonly #log: Logger;
   readonly #leaseDurationSeconds: number;
   readonly #stopController = new AbortController();
@@ -184,7 +211,7 @@ export class LeaderElector {
     this.#releaseOnStop = options.releaseOnCancel ?? true;
     validate(this);
     this.#leaseDurationSeconds = Math.max(1, Math.ceil(this.leaseDurationMs / 1000));
-    this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#client = options.client;
     this.#log = (options.logger ?? silentLogger()).child({
       lease: `${this.namespace}/${this.name}`,
       identity: this.identity,
@@ -360,7 +387,7 @@ export class LeaderElector {
   async #release(): Promise<void> {
     const lease = this.#lease;
     if (!lease || this.#observed?.holderIdentity !== this.identity) return;
-    const now = new V1MicroTime();
+    const now = microTime();
     const spec: V1LeaseSpec = {
       leaseDurationSeconds: 1,
       acquireTime: now,
@@ -372,10 +399,7 @@ export class LeaderElector {
         : { preferredHolder: lease.spec.preferredHolder }),
     };
     try {
-      const released = await this.#api.replaceNamespacedLease(
-        { name: this.name, namespace: this.namespace, body: { ...lease, spec } },
-        withSignal(AbortSignal.timeout(this.renewDeadlineMs)),
-      );
+      const released = await this.#replace({ ...lease, spec }, { timeoutMs: this.renewDeadlineMs });
       this.#observe(released);
       this.#log.info('released the lease');
     } catch (error) {
@@ -391,13 +415,12 @@ export class LeaderElector {
    * Lease we last wrote (one request); a 409 means someone else wrote, so read and decide.
    */
   async #tryAcquireOrRenew(leading: boolean, budgetMs: number): Promise<Attempt> {
-    const options = withSignal(AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs))));
-    const target = { name: this.name, namespace: this.namespace };
-    const now = new V1MicroTime();
+    const options: RequestOptions = { timeoutMs: Math.max(1, Math.ceil(budgetMs)) };
+    const now = microTime();
     if (leading && this.#lease) {
       try {
         const body = this.#renewed(this.#lease, now);
-        this.#observe(await this.#api.replaceNamespacedLease({ ...target, body }, options));
+        this.#observe(await this.#replace(body, options));
         return OK;
       } catch (error) {
         if (statusCodeOf(error) === 404) return { kind: 'lost', reason: 'the lease was deleted' };
@@ -407,7 +430,7 @@ export class LeaderElector {
 
     let current: V1Lease;
     try {
-      current = await this.#api.readNamespacedLease(target, options);
+      current = leaseOf(await this.#client.request('GET', this.#leasePath(), options));
     } catch (error) {
       if (statusCodeOf(error) !== 404) return { kind: 'error', operation: 'read', error };
       if (leading) return { kind: 'lost', reason: 'the lease was deleted' };
@@ -426,7 +449,7 @@ export class LeaderElector {
     const body =
       decision.action === 'renew' ? this.#renewed(current, now) : this.#takenOver(current, now);
     try {
-      this.#observe(await this.#api.replaceNamespacedLease({ ...target, body }, options));
+      this.#observe(await this.#replace(body, options));
       if (decision.action === 'takeover') {
         this.#log.info(
           { previousHolder: record.holderIdentity || undefined },
@@ -441,8 +464,10 @@ export class LeaderElector {
     }
   }
 
-  async #create(now: V1MicroTime, options: ConfigurationOptions): Promise<Attempt> {
+  async #create(now: string, options: RequestOptions): Promise<Attempt> {
     const body: V1Lease = {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
       metadata: { name: this.name, namespace: this.namespace },
       spec: {
         holderIdentity: this.identity,
@@ -453,8 +478,11 @@ export class LeaderElector {
       },
     };
     try {
+      const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/leases`;
       this.#observe(
-        await this.#api.createNamespacedLease({ namespace: this.namespace, body }, options),
+        leaseOf(
+          await this.#client.request('POST', path, { ...options, body: JSON.stringify(body) }),
+        ),
       );
       this.#log.info('created the lease');
       return OK;
@@ -464,8 +492,18 @@ export class LeaderElector {
     }
   }
 
+  #leasePath(): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/leases/${encodeURIComponent(this.name)}`;
+  }
+
+  /** PUT: the resourceVersion in `lease` makes it a compare-and-swap (409 if someone wrote). */
+  async #replace(lease: V1Lease, options: RequestOptions): Promise<V1Lease> {
+    const body = JSON.stringify(lease);
+    return leaseOf(await this.#client.request('PUT', this.#leasePath(), { ...options, body }));
+  }
+
   /** Our renewal of a Lease we hold: acquireTime and leaseTransitions stay. */
-  #renewed(lease: V1Lease, now: V1MicroTime): V1Lease {
+  #renewed(lease: V1Lease, now: string): V1Lease {
     return {
       ...lease,
       spec: {
@@ -477,7 +515,7 @@ export class LeaderElector {
     };
   }
 
-  #takenOver(lease: V1Lease, now: V1MicroTime): V1Lease {
+  #takenOver(lease: V1Lease, now: string): V1Lease {
     return {
       ...lease,
       spec: {

@@ -1,11 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import {
-  AuthenticationV1Api,
-  AuthorizationV1Api,
-  type KubeConfig,
-  type V1UserInfo,
-} from '@kubernetes/client-node';
 import { LRUCache } from 'lru-cache';
+import type { KubeClient } from '../kube/kube-client.ts';
+import { isRecord } from '../kube/kube-object.ts';
 
 /**
  * Authentication and authorization of /metrics scrapes, delegated to the API server like
@@ -236,55 +232,70 @@ export interface KubeReviewClientOptions {
   readonly audiences?: readonly string[];
 }
 
-/** The ReviewClient that asks the API server, as the identity of `kubeConfig`. */
+/** The ReviewClient that asks the API server, as the identity of `client`. */
 export function kubeReviewClient(
-  kubeConfig: KubeConfig,
+  client: KubeClient,
   options: KubeReviewClientOptions = {},
 ): ReviewClient {
-  const authentication = kubeConfig.makeApiClient(AuthenticationV1Api);
-  const authorization = kubeConfig.makeApiClient(AuthorizationV1Api);
+  const create = async (path: string, body: object): Promise<Record<string, unknown>> => {
+    const review = await client.request('POST', path, { body: JSON.stringify(body) });
+    return isRecord(review) && isRecord(review['status']) ? review['status'] : {};
+  };
   return {
     async reviewToken(token) {
-      const review = await authentication.createTokenReview({
-        body: {
-          apiVersion: 'authentication.k8s.io/v1',
-          kind: 'TokenReview',
-          spec: { token, ...(options.audiences ? { audiences: [...options.audiences] } : {}) },
-        },
+      const status = await create('/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token, ...(options.audiences ? { audiences: [...options.audiences] } : {}) },
       });
-      const status = review.status;
-      const username = status?.user?.username;
-      if (status?.authenticated !== true || !username) {
-        return { authenticated: false, reason: status?.error || 'token not authenticated' };
+      const user = isRecord(status['user']) ? status['user'] : {};
+      const username = stringOf(user['username']);
+      if (status['authenticated'] !== true || !username) {
+        return {
+          authenticated: false,
+          reason: stringOf(status['error']) || 'token not authenticated',
+        };
       }
-      return { authenticated: true, user: userInfoOf(username, status.user ?? {}) };
+      return { authenticated: true, user: userInfoOf(username, user) };
     },
     async reviewAccess({ user, verb, path }) {
-      const review = await authorization.createSubjectAccessReview({
-        body: {
-          apiVersion: 'authorization.k8s.io/v1',
-          kind: 'SubjectAccessReview',
-          spec: {
-            user: user.username,
-            ...(user.uid !== undefined ? { uid: user.uid } : {}),
-            groups: [...user.groups],
-            extra: Object.fromEntries(Object.entries(user.extra).map(([k, v]) => [k, [...v]])),
-            nonResourceAttributes: { path, verb },
-          },
+      const status = await create('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: user.username,
+          ...(user.uid !== undefined ? { uid: user.uid } : {}),
+          groups: [...user.groups],
+          extra: Object.fromEntries(Object.entries(user.extra).map(([k, v]) => [k, [...v]])),
+          nonResourceAttributes: { path, verb },
         },
       });
-      const status = review.status;
-      const allowed = status?.allowed === true && status.denied !== true;
-      return { allowed, reason: status?.reason || status?.evaluationError || '' };
+      const allowed = status['allowed'] === true && status['denied'] !== true;
+      return {
+        allowed,
+        reason: stringOf(status['reason']) || stringOf(status['evaluationError']),
+      };
     },
   };
 }
 
-function userInfoOf(username: string, user: V1UserInfo): UserInfo {
-  return {
-    username,
-    ...(user.uid ? { uid: user.uid } : {}),
-    groups: user.groups ?? [],
-    extra: user.extra ?? {},
-  };
+function stringOf(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+/** authentication.k8s.io/v1 UserInfo, from the TokenReview's status. */
+function userInfoOf(username: string, user: Record<string, unknown>): UserInfo {
+  const uid = stringOf(user['uid']);
+  const groups = Array.isArray(user['groups'])
+    ? user['groups'].filter((g): g is string => typeof g === 'string')
+    : [];
+  const extra: Record<string, string[]> = {};
+  if (isRecord(user['extra'])) {
+    for (const [key, values] of Object.entries(user['extra'])) {
+      if (Array.isArray(values)) {
+        extra[key] = values.filter((v): v is string => typeof v === 'string');
+      }
+    }
+  }
+  return { username, ...(uid ? { uid } : {}), groups, extra };
 }

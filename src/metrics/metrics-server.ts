@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
+import type { KubeClient } from '../kube/kube-client.ts';
 import { type Logger, silentLogger } from '../util/log.ts';
 import { type AuthDecision, DelegatingAuth, kubeReviewClient } from './metrics-auth.ts';
 import { type CertificateAndKey, selfSignedCertificate } from './self-signed.ts';
@@ -168,7 +168,7 @@ export interface ServeMetricsOptions {
   /** METRICS_CERT_DIR; empty or absent: self-signed. */
   readonly certDir?: string;
   /** The operator's identity, which makes the TokenReviews and SubjectAccessReviews. */
-  readonly kubeConfig: KubeConfig;
+  readonly client: KubeClient;
   readonly logger?: Logger;
 }
 
@@ -184,7 +184,7 @@ export async function serveMetrics(
     ...(options.secure
       ? {
           secure: {
-            authorizer: new DelegatingAuth(kubeReviewClient(options.kubeConfig)),
+            authorizer: new DelegatingAuth(kubeReviewClient(options.client)),
             ...(options.certDir ? { certDir: options.certDir } : {}),
           },
         }

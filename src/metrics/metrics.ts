@@ -52,8 +52,8 @@ export const AUDIT_WRITE_RESULTS = ['success', 'error'] as const;
 export const NO_RESPONSE_CODE = '<error>';
 
 /**
- * Options for PooledKubeConfig: `PooledKubeConfig.from(kc, metrics.restClient)`. Empty when
- * metrics are off, so no interceptor is installed at all.
+ * Options for KubeClient: `new KubeClient(access, metrics.restClient)`. Empty when metrics are
+ * off, so requests report to nothing at all.
  */
 export interface RestClientMetrics {
   readonly onResponse?: OnResponse;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { statusCodeOf } from '../../src/kube/kube-errors.ts';
 
 /**
  * Creates a uniquely named namespace. There is no namespace controller in the test control
@@ -17,7 +18,8 @@ export async function statusOf(call: Promise<unknown>): Promise<number> {
     await call;
     return 200;
   } catch (error) {
-    if (error instanceof ApiException) return error.code;
+    const code = statusCodeOf(error);
+    if (code !== undefined) return code;
     throw error;
   }
 }

@@ -8,12 +8,12 @@ import { runningStatus } from '../../../src/controller/run-status.ts';
 import { AgentRuns } from '../../support/agentruns.ts';
 import { installCrd } from '../../support/crds.ts';
 import { controlPlane } from '../../support/environment.ts';
-import { adminKubeConfig } from '../../support/envtest/users.ts';
+import { adminClient, adminKubeConfig } from '../../support/envtest/users.ts';
 import { createNamespace } from '../../support/kube.ts';
 
 const plane = controlPlane();
 const kc = adminKubeConfig(plane);
-const writer = new KubeAgentRunWriter(kc);
+const writer = new KubeAgentRunWriter(adminClient(plane));
 let runs: AgentRuns;
 
 beforeAll(async () => {

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EventRecorder, type EventRecorderOptions } from '../../../src/kube/event-recorder.ts';
 import { createLogger } from '../../../src/util/log.ts';
 import { controlPlane } from '../../support/environment.ts';
-import { adminKubeConfig, mintUser } from '../../support/envtest/users.ts';
+import { adminClient, adminKubeConfig, mintUser } from '../../support/envtest/users.ts';
 import { createNamespace } from '../../support/kube.ts';
 
 const run = promisify(execFile);
@@ -20,7 +20,7 @@ afterEach(async () => {
 });
 
 function recorder(options: Partial<EventRecorderOptions> = {}): EventRecorder {
-  const created = new EventRecorder({ kubeConfig: admin, host: 'test-pod-0', ...options });
+  const created = new EventRecorder({ client: adminClient(plane), host: 'test-pod-0', ...options });
   recorders.push(created);
   return created;
 }
@@ -142,7 +142,7 @@ describe('EventRecorder against the API server', () => {
         lines.push(JSON.parse(line));
       },
     });
-    const events = recorder({ kubeConfig: user.kubeConfig, logger });
+    const events = recorder({ client: user.client, logger });
 
     for (let i = 0; i < 10; i++) {
       expect(() => events.record(object, 'Warning', 'Failed', `attempt ${i}`)).not.toThrow();

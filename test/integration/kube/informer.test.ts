@@ -9,7 +9,7 @@ import { KubeListWatch, type ListWatch } from '../../../src/kube/kube-list-watch
 import { isRecord } from '../../../src/kube/kube-object.ts';
 import { type Logger, silentLogger } from '../../../src/util/log.ts';
 import { controlPlane } from '../../support/environment.ts';
-import { adminKubeConfig } from '../../support/envtest/users.ts';
+import { adminClient, adminKubeConfig } from '../../support/envtest/users.ts';
 import { createNamespace } from '../../support/kube.ts';
 import { capturingLogger } from '../../support/logs.ts';
 import { waitFor } from '../../support/wait.ts';
@@ -95,7 +95,7 @@ function gadgetInformer(
   };
   return options.listWatch
     ? new Informer<Gadget>({ ...common, listWatch: options.listWatch })
-    : new Informer<Gadget>({ ...common, kubeConfig: kc });
+    : new Informer<Gadget>({ ...common, client: adminClient(plane) });
 }
 
 async function create(namespace: string, name: string, size?: number): Promise<void> {
@@ -335,7 +335,7 @@ describe('Informer against a real API server', () => {
     await create(ns, 'keep', 1);
     await create(ns, 'change', 1);
     await create(ns, 'drop', 1);
-    const real = new KubeListWatch(kc, {
+    const real = new KubeListWatch(adminClient(plane), {
       group,
       version,
       plural,

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LeaderElector, type LeaderElectorOptions } from '../../../src/kube/leader-election.ts';
 import { createLogger } from '../../../src/util/log.ts';
 import { controlPlane } from '../../support/environment.ts';
-import { adminKubeConfig, mintUser } from '../../support/envtest/users.ts';
+import { adminClient, adminKubeConfig, mintUser } from '../../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../../support/kube.ts';
 import { sampleLeadership } from '../../support/leadership.ts';
 import { waitFor } from '../../support/wait.ts';
@@ -57,7 +57,7 @@ function candidate(
     signal: undefined,
   };
   const elector = new LeaderElector({
-    kubeConfig: admin,
+    client: adminClient(plane),
     namespace,
     name: LEASE,
     identity,
@@ -267,7 +267,7 @@ describe('LeaderElector against the API server', () => {
       },
     });
     const c = candidate(namespace, 'candidate-x', {
-      kubeConfig: user.kubeConfig,
+      client: user.client,
       logger,
     });
 

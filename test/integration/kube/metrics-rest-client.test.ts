@@ -1,15 +1,15 @@
-import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { PooledKubeConfig } from '../../../src/kube/pooled-kube-config.ts';
+import { KubeClient } from '../../../src/kube/kube-client.ts';
 import { createMetrics } from '../../../src/metrics/metrics.ts';
 import { controlPlane } from '../../support/environment.ts';
-import { adminKubeConfig } from '../../support/envtest/users.ts';
+import { adminClient, adminKubeConfig } from '../../support/envtest/users.ts';
 import { createNamespace, statusOf } from '../../support/kube.ts';
 import { freePort } from '../../support/ports.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const plane = controlPlane();
 const admin = adminKubeConfig(plane);
+const access = adminClient(plane).access;
 const host = new URL(plane.server).host;
 
 /** The value of rest_client_requests_total{code,method,host}, 0 when the series is absent. */
@@ -39,117 +39,95 @@ function newMetrics() {
   });
 }
 
-describe('rest_client_requests_total through PooledKubeConfig', () => {
+describe('rest_client_requests_total through KubeClient', () => {
   it('counts every request by status code, method and host', async () => {
     const metrics = newMetrics();
-    const kc = PooledKubeConfig.from(admin, metrics.restClient);
+    const client = new KubeClient(access, metrics.restClient);
     try {
-      const core = kc.makeApiClient(CoreV1Api);
-      const namespace = await createNamespace(kc, 'rest-metrics'); // POST 201
-      await core.readNamespace({ name: namespace }); // GET 200
-      await core.readNamespace({ name: namespace }); // GET 200
-      expect(await statusOf(core.readNamespace({ name: `${namespace}-missing` }))).toBe(404);
-      await core.createNamespacedConfigMap({
-        namespace,
-        body: { metadata: { name: 'c' }, data: { a: '1' } },
-      }); // POST 201
-      expect(
-        await statusOf(
-          core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'c' } } }),
-        ),
-      ).toBe(409);
-      await core.deleteNamespacedConfigMap({ namespace, name: 'c' }); // DELETE 200
+      const namespace = await createNamespace(admin, 'rest-metrics');
+      const ns = `/api/v1/namespaces/${namespace}`;
+      await client.request('GET', ns); // GET 200
+      await client.request('GET', ns); // GET 200
+      expect(await statusOf(client.request('GET', `${ns}-missing`))).toBe(404);
+      const configMap = JSON.stringify({ metadata: { name: 'c' }, data: { a: '1' } });
+      await client.request('POST', `${ns}/configmaps`, { body: configMap }); // POST 201
+      expect(await statusOf(client.request('POST', `${ns}/configmaps`, { body: configMap }))).toBe(
+        409,
+      );
+      await client.request('DELETE', `${ns}/configmaps/c`); // DELETE 200
 
-      expect(await requests(metrics, '201', 'POST')).toBe(2);
+      expect(await requests(metrics, '201', 'POST')).toBe(1);
       expect(await requests(metrics, '200', 'GET')).toBe(2);
       expect(await requests(metrics, '404', 'GET')).toBe(1);
       expect(await requests(metrics, '409', 'POST')).toBe(1);
       expect(await requests(metrics, '200', 'DELETE')).toBe(1);
     } finally {
-      await kc.close();
+      client.close();
     }
   });
 
   it('counts watches when their response starts', async () => {
     const metrics = newMetrics();
-    const kc = PooledKubeConfig.from(admin, metrics.restClient);
+    const client = new KubeClient(access, metrics.restClient);
     try {
       const namespace = await createNamespace(admin, 'rest-watch');
       const before = await requests(metrics, '200', 'GET');
-      const watch = await new Watch(kc).watch(
-        `/api/v1/namespaces/${namespace}/configmaps`,
-        {},
-        () => {},
+      const stop = new AbortController();
+      const watch = client.watch(
+        `/api/v1/namespaces/${namespace}/configmaps?watch=true`,
+        { signal: stop.signal },
         () => {},
       );
       await waitFor('the watch to be counted', async () =>
         (await requests(metrics, '200', 'GET')) === before + 1 ? true : undefined,
       );
-      watch.abort();
+      stop.abort();
+      await watch;
       // Closing the stream does not count the request again.
       await new Promise((r) => setTimeout(r, 100));
       expect(await requests(metrics, '200', 'GET')).toBe(before + 1);
       expect(await requests(metrics, '<error>', 'GET')).toBe(0);
     } finally {
-      await kc.close();
+      client.close();
     }
   });
 
   it('counts requests that got no response as "<error>"', async () => {
     const metrics = newMetrics();
     const port = await freePort();
-    const unreachable = new KubeConfig();
-    unreachable.loadFromOptions({
-      clusters: [
-        {
-          name: 'gone',
-          server: `https://127.0.0.1:${port}`,
-          caData: Buffer.from(plane.caData).toString('base64'),
-          skipTLSVerify: false,
-        },
-      ],
-      users: [{ name: 'u', token: 'x' }],
-      contexts: [{ name: 'c', cluster: 'gone', user: 'u' }],
-      currentContext: 'c',
-    });
-    const kc = PooledKubeConfig.from(unreachable, metrics.restClient);
+    const client = new KubeClient(
+      { ...access, server: `https://127.0.0.1:${port}` },
+      metrics.restClient,
+    );
     try {
-      await expect(kc.makeApiClient(CoreV1Api).listNamespace()).rejects.toThrow();
+      await expect(client.request('GET', '/api/v1/namespaces')).rejects.toThrow();
       expect(await requests(metrics, '<error>', 'GET', `127.0.0.1:${port}`)).toBe(1);
     } finally {
-      await kc.close();
+      client.close();
     }
   });
 
-  it('leaves the connection pool shared: one composed dispatcher per cluster and user', async () => {
+  it('shares one connection pool across concurrent requests', async () => {
     const metrics = newMetrics();
-    const kc = PooledKubeConfig.from(admin, metrics.restClient);
+    const client = new KubeClient(access, metrics.restClient);
     try {
-      const core = kc.makeApiClient(CoreV1Api);
-      await Promise.all(Array.from({ length: 20 }, () => core.listNamespace({ limit: 1 })));
+      await Promise.all(
+        Array.from({ length: 20 }, () => client.request('GET', '/api/v1/namespaces?limit=1')),
+      );
       expect(await requests(metrics, '200', 'GET')).toBe(20);
     } finally {
-      await kc.close();
+      client.close();
     }
-    // A PooledKubeConfig without the option is returned as is; with it, a counting copy is made.
-    const plain = PooledKubeConfig.from(admin);
-    expect(PooledKubeConfig.from(plain)).toBe(plain);
-    const counting = PooledKubeConfig.from(plain, metrics.restClient);
-    expect(counting).not.toBe(plain);
-    await counting.makeApiClient(CoreV1Api).listNamespace({ limit: 1 });
-    expect(await requests(metrics, '200', 'GET')).toBe(21);
-    await counting.close();
-    await plain.close();
   });
 
-  it('counts nothing when metrics are disabled (no interceptor is installed)', async () => {
+  it('counts nothing when metrics are disabled (no hook is installed)', async () => {
     const disabled = createMetrics({ controller: 'agentrun', agents: [], enabled: false });
-    const kc = PooledKubeConfig.from(admin, disabled.restClient);
+    const client = new KubeClient(access, disabled.restClient);
     try {
-      await kc.makeApiClient(CoreV1Api).listNamespace({ limit: 1 });
+      await client.request('GET', '/api/v1/namespaces?limit=1');
       expect(await disabled.registry.metrics()).toMatch(/^\s*$/);
     } finally {
-      await kc.close();
+      client.close();
     }
   });
 });

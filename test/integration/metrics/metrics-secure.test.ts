@@ -4,13 +4,13 @@ import { resolve } from 'node:path';
 import { CoreV1Api, RbacAuthorizationV1Api, type V1ClusterRole } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { PooledKubeConfig } from '../../../src/kube/pooled-kube-config.ts';
+import { KubeClient } from '../../../src/kube/kube-client.ts';
 import { createMetrics } from '../../../src/metrics/metrics.ts';
 import { DelegatingAuth, kubeReviewClient } from '../../../src/metrics/metrics-auth.ts';
 import { MetricsServer } from '../../../src/metrics/metrics-server.ts';
 import { installCrd } from '../../support/crds.ts';
 import { controlPlane } from '../../support/environment.ts';
-import { adminKubeConfig, mintUser } from '../../support/envtest/users.ts';
+import { adminClient, adminKubeConfig, mintUser } from '../../support/envtest/users.ts';
 import { createNamespace } from '../../support/kube.ts';
 import { startOperator } from '../../support/operator.ts';
 import { freePort } from '../../support/ports.ts';
@@ -75,7 +75,7 @@ describe('secure metrics (TokenReview + SubjectAccessReview on the real API serv
   let readerToken = '';
   let strangerToken = '';
   let server: MetricsServer;
-  let operatorKubeConfig: PooledKubeConfig;
+  let operatorClient: KubeClient | undefined;
   let ca = '';
   const metrics = createMetrics({ controller: 'agentrun', agents: ['noop'], enabled: true });
   const clusterRole = `metrics-reader-${Math.random().toString(36).slice(2, 8)}`;
@@ -104,7 +104,7 @@ describe('secure metrics (TokenReview + SubjectAccessReview on the real API serv
     });
     // The binding reaches the RBAC authorizer's cache a moment later: wait for it at the source,
     // so no denial gets cached by the server under test.
-    const reviews = kubeReviewClient(admin);
+    const reviews = kubeReviewClient(adminClient(plane));
     await waitFor('the metrics-reader binding to take effect', async () => {
       const user = await reviews.reviewToken(readerToken);
       if (!user.authenticated) throw new Error(user.reason);
@@ -113,18 +113,18 @@ describe('secure metrics (TokenReview + SubjectAccessReview on the real API serv
     });
 
     metrics.controller.runFinished('noop', 'succeeded', 42);
-    operatorKubeConfig = PooledKubeConfig.from(admin, metrics.restClient);
+    operatorClient = new KubeClient(adminClient(plane).access, metrics.restClient);
     server = await MetricsServer.listen({
       registry: metrics.registry,
       address: { host: '127.0.0.1', port: 0 },
-      secure: { authorizer: new DelegatingAuth(kubeReviewClient(operatorKubeConfig)) },
+      secure: { authorizer: new DelegatingAuth(kubeReviewClient(operatorClient)) },
     });
     ca = server.certificate ?? '';
   });
 
   afterAll(async () => {
     await server?.close();
-    await operatorKubeConfig?.close();
+    operatorClient?.close();
     const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
     await rbac.deleteClusterRoleBinding({ name: clusterRole }).catch(() => {});
     await rbac.deleteClusterRole({ name: clusterRole }).catch(() => {});
@@ -183,7 +183,7 @@ describe('secure metrics (TokenReview + SubjectAccessReview on the real API serv
     const weakServer = await MetricsServer.listen({
       registry: metrics.registry,
       address: { host: '127.0.0.1', port: 0 },
-      secure: { authorizer: new DelegatingAuth(kubeReviewClient(weak.kubeConfig)) },
+      secure: { authorizer: new DelegatingAuth(kubeReviewClient(weak.client)) },
     });
     try {
       const reply = await scrape(weakServer.port, weakServer.certificate ?? '', readerToken);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from '../../../src/kube/kube-client.ts';
 import { createLeaf, readPem } from './certs.ts';
 import type { ControlPlaneInfo } from './control-plane.ts';
 import { type Credentials, kubeConfigFor, writeKubeconfig } from './kubeconfig.ts';
@@ -10,6 +11,8 @@ export interface MintedUser {
   readonly name: string;
   readonly groups: readonly string[];
   readonly kubeConfig: KubeConfig;
+  /** The operator's own client for this user, loaded from `kubeconfigFile`. */
+  readonly client: KubeClient;
   /** A kubeconfig file for kubectl. */
   readonly kubeconfigFile: string;
 }
@@ -39,7 +42,13 @@ export function mintUser(
   };
   const kubeconfigFile = join(dir, `${file}.kubeconfig`);
   writeKubeconfig(kubeconfigFile, plane, name, credentials);
-  return { name, groups, kubeConfig: kubeConfigFor(plane, name, credentials), kubeconfigFile };
+  return {
+    name,
+    groups,
+    kubeConfig: kubeConfigFor(plane, name, credentials),
+    client: KubeClient.load({ kubeconfig: kubeconfigFile }),
+    kubeconfigFile,
+  };
 }
 
 /** A KubeConfig that authenticates with a bearer token, e.g. one from the TokenRequest API. */
@@ -56,4 +65,9 @@ export function adminKubeConfig(plane: ControlPlaneInfo): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(plane.adminKubeconfig);
   return kc;
+}
+
+/** The operator's own client (KubeClient) for the admin, loaded from its kubeconfig file. */
+export function adminClient(plane: ControlPlaneInfo): KubeClient {
+  return KubeClient.load({ kubeconfig: plane.adminKubeconfig });
 }

@@ -5,10 +5,12 @@
  * argv[2], reconciles every cached run once as at start-up, and then prints one JSON line with
  * its memory after a full garbage collection, before the sync and after it.
  */
-import { KubeConfig } from '@kubernetes/client-node';
+
 import { AgentRunController } from '../../../src/controller/controller.ts';
 import { noopHandler } from '../../../src/handlers/noop.ts';
 import { HandlerRegistry } from '../../../src/handlers/registry.ts';
+import { NO_AUTH } from '../../../src/kube/cluster-access.ts';
+import { KubeClient } from '../../../src/kube/kube-client.ts';
 import type { WorkQueue } from '../../../src/kube/workqueue.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 
@@ -23,16 +25,15 @@ function collect(): NodeJS.MemoryUsage {
   return process.memoryUsage();
 }
 
-const kubeConfig = new KubeConfig();
-kubeConfig.loadFromOptions({
-  clusters: [{ name: 'fake', server, skipTLSVerify: true }],
-  users: [{ name: 'fake' }],
-  contexts: [{ name: 'fake', cluster: 'fake', user: 'fake' }],
-  currentContext: 'fake',
+const client = new KubeClient({
+  server,
+  tls: { rejectUnauthorized: false },
+  namespace: undefined,
+  auth: NO_AUTH,
 });
 let queue: WorkQueue | undefined;
 const controller = new AgentRunController({
-  kubeConfig,
+  client,
   namespace,
   registry: new HandlerRegistry([noopHandler]),
   events: { record: () => {} },

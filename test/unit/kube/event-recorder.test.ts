@@ -1,19 +1,17 @@
-import {
-  ApiException,
-  type EventsV1Event,
-  type EventsV1EventSeries,
-  KubeConfig,
-} from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   EventRecorder,
   type EventRecorderOptions,
   type EventSink,
+  type EventsV1Event,
+  type EventsV1EventSeries,
   NOTE_MAX_BYTES,
   truncateNote,
 } from '../../../src/kube/event-recorder.ts';
+import { KubeHttpError } from '../../../src/kube/kube-errors.ts';
 import { WritePriority } from '../../../src/kube/write-priority.ts';
 import { createLogger } from '../../../src/util/log.ts';
+import { unreachableClient } from '../../support/kube-client.ts';
 
 describe('truncateNote', () => {
   it('leaves a note within 1 KiB alone', () => {
@@ -106,13 +104,7 @@ class FakeSink implements EventSink {
   }
 }
 
-const kubeConfig = new KubeConfig();
-kubeConfig.loadFromOptions({
-  clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }],
-  users: [{ name: 'u' }],
-  contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-  currentContext: 'x',
-});
+const client = unreachableClient();
 
 function run(name: string, uid = `uid-${name}`) {
   return {
@@ -122,18 +114,16 @@ function run(name: string, uid = `uid-${name}`) {
   };
 }
 
-function apiError(code: number, message: string): ApiException<string> {
-  return new ApiException(
+function apiError(code: number, message: string): KubeHttpError {
+  return new KubeHttpError(
     code,
-    'Unknown API Status Code!',
     JSON.stringify({ kind: 'Status', reason: code === 403 ? 'Forbidden' : 'NotFound', message }),
-    {},
   );
 }
 
 const recorders: EventRecorder[] = [];
 function recorder(sink: FakeSink, options: Partial<EventRecorderOptions> = {}): EventRecorder {
-  const created = new EventRecorder({ kubeConfig, sink, host: 'pod-0', ...options });
+  const created = new EventRecorder({ client, sink, host: 'pod-0', ...options });
   recorders.push(created);
   return created;
 }

@@ -1,4 +1,3 @@
-import { KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import {
   decide,
@@ -8,7 +7,10 @@ import {
   type LeaseRecord,
   leaseRecordOf,
   sameRecord,
+  type V1Lease,
 } from '../../../src/kube/leader-election.ts';
+import { microTime } from '../../../src/kube/micro-time.ts';
+import { unreachableClient } from '../../support/kube-client.ts';
 
 function record(overrides: Partial<LeaseRecord> = {}): LeaseRecord {
   return {
@@ -78,17 +80,16 @@ describe('decide', () => {
 });
 
 describe('leaseRecordOf / sameRecord', () => {
-  it('reads MicroTime fields as strings whether they are Dates (our writes) or strings (reads)', () => {
+  it('reads MicroTime fields as the same strings whether we wrote them (microTime) or read them', () => {
     const written: V1Lease = {
       spec: {
         holderIdentity: 'a',
         leaseDurationSeconds: 2,
-        acquireTime: new V1MicroTime('2026-01-01T00:00:00.123Z'),
-        renewTime: new V1MicroTime('2026-01-01T00:00:01.000Z'),
+        acquireTime: microTime(new Date('2026-01-01T00:00:00.123Z')),
+        renewTime: microTime(new Date('2026-01-01T00:00:01.000Z')),
         leaseTransitions: 1,
       },
     };
-    // client-node 2.x hands MicroTimes back as the raw strings; the type says V1MicroTime.
     const read = {
       spec: {
         holderIdentity: 'a',
@@ -97,7 +98,7 @@ describe('leaseRecordOf / sameRecord', () => {
         renewTime: '2026-01-01T00:00:01.000000Z',
         leaseTransitions: 1,
       },
-    } as unknown as V1Lease;
+    } satisfies V1Lease;
     expect(leaseRecordOf(written)).toEqual(leaseRecordOf(read));
     expect(sameRecord(leaseRecordOf(written), leaseRecordOf(read))).toBe(true);
   });
@@ -118,15 +119,8 @@ describe('leaseRecordOf / sameRecord', () => {
 });
 
 describe('LeaderElector settings', () => {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
   const base: LeaderElectorOptions = {
-    kubeConfig,
+    client: unreachableClient(),
     namespace: 'ns',
     name: 'lock',
     onStartedLeading: () => undefined,

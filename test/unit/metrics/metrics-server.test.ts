@@ -4,7 +4,6 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMetrics } from '../../../src/metrics/metrics.ts';
 import type { AuthDecision } from '../../../src/metrics/metrics-auth.ts';
@@ -14,6 +13,7 @@ import {
   serveMetrics,
 } from '../../../src/metrics/metrics-server.ts';
 import { selfSignedCertificate } from '../../../src/metrics/self-signed.ts';
+import { unreachableClient } from '../../support/kube-client.ts';
 
 interface Reply {
   readonly status: number;
@@ -306,13 +306,7 @@ describe('serveMetrics (from the configuration)', () => {
   const registry = () =>
     createMetrics({ controller: 'agentrun', agents: [], enabled: true, defaultMetrics: false })
       .registry;
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'c', server: 'https://127.0.0.1:1', skipTLSVerify: false }],
-    users: [{ name: 'u', token: 't' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
+  const client = unreachableClient('t');
   const address = { host: '127.0.0.1', port: 0 };
 
   it('serves nothing when metrics are disabled or the address is "0"', async () => {
@@ -322,7 +316,7 @@ describe('serveMetrics (from the configuration)', () => {
         enabled: false,
         address,
         secure: false,
-        kubeConfig,
+        client,
       }),
     ).toBeUndefined();
     expect(
@@ -331,7 +325,7 @@ describe('serveMetrics (from the configuration)', () => {
         enabled: true,
         address: undefined,
         secure: true,
-        kubeConfig,
+        client,
       }),
     ).toBeUndefined();
   });
@@ -342,7 +336,7 @@ describe('serveMetrics (from the configuration)', () => {
       enabled: true,
       address,
       secure: false,
-      kubeConfig,
+      client,
     });
     if (!server) throw new Error('expected a server');
     servers.push(server);
@@ -356,7 +350,7 @@ describe('serveMetrics (from the configuration)', () => {
       address,
       secure: true,
       certDir: '',
-      kubeConfig,
+      client,
     });
     if (!server) throw new Error('expected a server');
     servers.push(server);

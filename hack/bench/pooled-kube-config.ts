@@ -1,22 +1,12 @@
 import { KubeConfig, type RequestContext } from '@kubernetes/client-node';
-import {
-  countResponses,
-  type DispatchInterceptor,
-  type OnResponse,
-} from './rest-client-metrics.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
-export interface PooledKubeConfigOptions {
-  /**
-   * Told the outcome of every request made through the pooled connections (method, HTTP status
-   * or 0 when no response came, host:port), e.g. for rest_client_requests_total; default none.
-   */
-  readonly onResponse?: OnResponse | undefined;
-}
-
 /**
- * A KubeConfig whose API calls share one connection pool per cluster and user.
+ * The benchmark's load generator: a client-node KubeConfig whose API calls share one connection
+ * pool per cluster and user. (The operator itself no longer uses client-node: src/kube/kube-client.ts.
+ * This stays for the load generator, which is not operator runtime.)
+ *
  *
  * client-node 2.0 builds a new undici Agent for every request (KubeConfig.createDispatcher), so
  * every call and every watch opens a fresh TLS connection: measured here, TLS handshakes were most
@@ -26,20 +16,11 @@ export interface PooledKubeConfigOptions {
  */
 export class PooledKubeConfig extends KubeConfig {
   readonly #dispatchers = new Map<string, Dispatcher>();
-  readonly #interceptor: DispatchInterceptor | undefined;
 
-  constructor(options: PooledKubeConfigOptions = {}) {
-    super();
-    this.#interceptor = options.onResponse ? countResponses(options.onResponse) : undefined;
-  }
-
-  /**
-   * A pooled copy of `kc` (clusters, users, contexts and the current context); `kc` itself if it
-   * is pooled already and no `onResponse` is asked for.
-   */
-  static from(kc: KubeConfig, options: PooledKubeConfigOptions = {}): PooledKubeConfig {
-    if (kc instanceof PooledKubeConfig && !options.onResponse) return kc;
-    const pooled = new PooledKubeConfig(options);
+  /** A pooled copy of `kc` (clusters, users, contexts and the current context). */
+  static from(kc: KubeConfig): PooledKubeConfig {
+    if (kc instanceof PooledKubeConfig) return kc;
+    const pooled = new PooledKubeConfig();
     pooled.loadFromOptions({
       clusters: kc.clusters,
       users: kc.users,
@@ -71,9 +52,7 @@ export class PooledKubeConfig extends KubeConfig {
     await super.applySecurityAuthentication(context);
     const fresh = context.getDispatcher();
     if (!fresh) return;
-    const dispatcher = this.#interceptor ? fresh.compose(this.#interceptor) : fresh;
-    this.#dispatchers.set(key, dispatcher);
-    context.setDispatcher(dispatcher);
+    this.#dispatchers.set(key, fresh);
   }
 
   /** Closes the pooled connections (on shutdown). */

@@ -1,0 +1,294 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { type ClusterAccess, type LoadOptions, loadClusterAccess } from './cluster-access.ts';
+import { KubeHttpError } from './kube-errors.ts';
+import { type OnResponse, safeOnResponse } from './rest-client-metrics.ts';
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** Content types of the request bodies the operator sends. */
+export const ContentType = {
+  Json: 'application/json',
+  JsonPatch: 'application/json-patch+json',
+  MergePatch: 'application/merge-patch+json',
+} as const;
+
+export interface RequestOptions {
+  /** The body, already serialised (the hot-path writers build their JSON by hand). */
+  readonly body?: string | undefined;
+  /** Default application/json when there is a body. */
+  readonly contentType?: string | undefined;
+  /** Aborts the request (and reading its answer); it rejects with the signal's reason. */
+  readonly signal?: AbortSignal | undefined;
+  /** Gives up after this long, rejecting with a TimeoutError; default none. */
+  readonly timeoutMs?: number | undefined;
+}
+
+export interface WatchRequestOptions {
+  /** Ends the watch: it then resolves. */
+  readonly signal: AbortSignal;
+  /**
+   * Fails the watch when no byte arrives for this long, headers included; default none. A
+   * server-side timeoutSeconds ends quiet watches normally; this catches a connection that died
+   * without closing.
+   */
+  readonly idleTimeoutMs?: number | undefined;
+}
+
+export interface KubeClientOptions {
+  /** Told the outcome of every request, e.g. for rest_client_requests_total; default none. */
+  readonly onResponse?: OnResponse | undefined;
+  /**
+   * The User-Agent header, which the API server's audit log and its apiserver_request metrics
+   * show; default none (Node sends none).
+   */
+  readonly userAgent?: string | undefined;
+}
+
+const ACCEPT = 'application/json, */*;q=0.8';
+
+/**
+ * The operator's Kubernetes REST client: JSON requests and watches over node:http(s), with the
+ * authentication of a ClusterAccess.
+ *
+ * Ours rather than @kubernetes/client-node's because of what that costs and does not give:
+ * importing it loads ~2,700 model classes and undici (~25 MiB of heap, docs/performance.md); its
+ * generated APIs (de)serialise every body through those models; and client-node 2.0 builds a new
+ * undici Agent for every request (KubeConfig.createDispatcher), so every call and every watch
+ * opened a fresh TLS connection: measured here, TLS handshakes were most of the operator's CPU
+ * time at ~100 runs/s. So one client holds one keep-alive Agent for its cluster and user, and
+ * every part of the operator shares the client. Credentials are asked for per request (tokens
+ * rotate); only the TLS connection settings live in the Agent.
+ */
+export class KubeClient {
+  readonly access: ClusterAccess;
+  readonly #agent: HttpAgent;
+  readonly #send: typeof httpRequest;
+  readonly #protocol: string;
+  readonly #hostname: string;
+  readonly #port: string;
+  /** The server URL's path prefix ('' or e.g. /proxy), put before every API path. */
+  readonly #basePath: string;
+  /** host:port of the server, the `host` label of rest_client_requests_total. */
+  readonly #host: string;
+  readonly #onResponse: OnResponse | undefined;
+  readonly #userAgent: string | undefined;
+
+  constructor(access: ClusterAccess, options: KubeClientOptions = {}) {
+    this.access = access;
+    const url = new URL(access.server);
+    const secure = url.protocol === 'https:';
+    this.#protocol = url.protocol;
+    this.#hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.#port = url.port || (secure ? '443' : '80');
+    this.#basePath = url.pathname.replace(/\/+$/, '');
+    this.#host = url.host;
+    this.#onResponse = options.onResponse ? safeOnResponse(options.onResponse) : undefined;
+    this.#userAgent = options.userAgent;
+    const { tls } = access;
+    this.#agent = secure
+      ? new HttpsAgent({
+          keepAlive: true,
+          ...(tls.ca ? { ca: tls.ca } : {}),
+          ...(tls.cert ? { cert: tls.cert } : {}),
+          ...(tls.key ? { key: tls.key } : {}),
+          ...(tls.servername ? { servername: tls.servername } : {}),
+          rejectUnauthorized: tls.rejectUnauthorized,
+        })
+      : new HttpAgent({ keepAlive: true });
+    this.#send = secure ? httpsRequest : httpRequest;
+  }
+
+  /** A client for the cluster loadClusterAccess(options) finds (KUBECONFIG, ~/.kube/config, ...). */
+  static load(options: LoadOptions & KubeClientOptions = {}): KubeClient {
+    return new KubeClient(loadClusterAccess(options), options);
+  }
+
+  /** The namespace of the kubeconfig context (or the pod's own), if any. */
+  get namespace(): string | undefined {
+    return this.access.namespace;
+  }
+
+  /**
+   * One JSON request. Resolves with the parsed answer (undefined for an empty one) on 2xx;
+   * rejects with KubeHttpError (status code and body text) otherwise, with the signal's reason
+   * when aborted or timed out, and with Node's network error when no answer came.
+   */
+  async request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
+    const signal =
+      options.timeoutMs === undefined
+        ? options.signal
+        : options.signal
+          ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)])
+          : AbortSignal.timeout(options.timeoutMs);
+    const response = await this.#start(method, path, options, signal, undefined);
+    const text = await readText(response, signal);
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) throw new KubeHttpError(status, text);
+    return text === '' ? undefined : JSON.parse(text);
+  }
+
+  /**
+   * A watch (`path` with its query, `watch=true` included): calls `onEvent` synchronously with
+   * each decoded line, `{type, object}`, until the server ends the stream or `signal` aborts
+   * (resolves), or it fails (rejects: KubeHttpError when refused, else the network or idle
+   * error). If `onEvent` throws, the watch stops and rejects with that error. No event is
+   * delivered after it settles.
+   */
+  async watch(
+    path: string,
+    options: WatchRequestOptions,
+    onEvent: (event: unknown) => void,
+  ): Promise<void> {
+    const { signal } = options;
+    if (signal.aborted) return;
+    let response: IncomingMessage;
+    try {
+      response = await this.#start('GET', path, {}, signal, options.idleTimeoutMs);
+    } catch (error) {
+      if (signal.aborted) return;
+      throw error;
+    }
+    // Aborted while the headers were on their way in: the connection is being torn down.
+    if (signal.aborted) {
+      response.destroy();
+      return;
+    }
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      throw new KubeHttpError(status, await readText(response, signal));
+    }
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let partial = '';
+      const finish = (error?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        response.removeListener('data', onData);
+        response.destroy();
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const onAbort = (): void => finish();
+      const deliver = (line: string): void => {
+        if (line.trim() === '') return;
+        onEvent(JSON.parse(line));
+      };
+      // Events arrive as JSON lines, split anywhere across chunks: keep the unfinished tail.
+      const onData = (chunk: string): void => {
+        if (settled) return;
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop() ?? '';
+        try {
+          for (const line of lines) {
+            deliver(line);
+            if (settled) return;
+          }
+        } catch (error) {
+          finish(error);
+        }
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      response.setEncoding('utf8');
+      response.on('data', onData);
+      response.once('end', () => {
+        try {
+          if (!settled) deliver(partial);
+          finish();
+        } catch (error) {
+          finish(error);
+        }
+      });
+      response.on('error', (error) => finish(signal.aborted ? undefined : error));
+      // 'end' never comes when the connection dies mid-stream: 'close' without 'end'.
+      response.once('close', () => {
+        if (response.complete || signal.aborted) finish();
+        else finish(new Error('the watch connection closed mid-stream'));
+      });
+    });
+  }
+
+  /** Closes the pooled connections (on shutdown); requests in flight fail. */
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /** Sends the request; resolves at the response headers, whatever the status. */
+  async #start(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions,
+    signal: AbortSignal | undefined,
+    idleTimeoutMs: number | undefined,
+  ): Promise<IncomingMessage> {
+    signal?.throwIfAborted();
+    const headers: Record<string, string> = { Accept: ACCEPT };
+    if (this.#userAgent) headers['User-Agent'] = this.#userAgent;
+    const authorization = this.access.auth.authorization();
+    const header = typeof authorization === 'string' ? authorization : await authorization;
+    if (header !== undefined) headers['Authorization'] = header;
+    if (options.body !== undefined) {
+      headers['Content-Type'] = options.contentType ?? ContentType.Json;
+      headers['Content-Length'] = String(Buffer.byteLength(options.body));
+    }
+    signal?.throwIfAborted();
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      let answer: IncomingMessage | undefined;
+      const report = (code: number): void => this.#onResponse?.(method, code, this.#host);
+      const request = this.#send({
+        agent: this.#agent,
+        protocol: this.#protocol,
+        hostname: this.#hostname,
+        port: this.#port,
+        method,
+        path: `${this.#basePath}${path}`,
+        headers,
+      });
+      // The signal's reason (AbortError, TimeoutError) is the error, as with fetch and undici.
+      const onAbort = (): void => {
+        request.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      request.once('close', () => signal?.removeEventListener('abort', onAbort));
+      if (idleTimeoutMs !== undefined) {
+        request.setTimeout(idleTimeoutMs, () => {
+          // Once the answer has started, its stream must carry the error, not a bare "aborted".
+          const error = new Error(`no data from the API server for ${idleTimeoutMs} ms`);
+          (answer ?? request).destroy(error);
+        });
+      }
+      request.once('response', (response) => {
+        answer = response;
+        // Until the caller listens: an abort in between must not be an uncaught stream error.
+        response.on('error', () => undefined);
+        report(response.statusCode ?? 0);
+        resolve(response);
+      });
+      // `on`, not `once`: a second error with no listener would be an uncaught exception.
+      request.on('error', (error) => {
+        if (!answer) report(0);
+        reject(error);
+      });
+      request.end(options.body);
+    });
+  }
+}
+
+/** The whole body as text; rejects with the signal's reason if it aborts first. */
+function readText(response: IncomingMessage, signal: AbortSignal | undefined): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let text = '';
+    response.setEncoding('utf8');
+    response.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    response.once('end', () => resolve(text));
+    response.on('error', (error) => reject(signal?.aborted ? signal.reason : error));
+    response.once('close', () => {
+      if (!response.complete) {
+        reject(signal?.aborted ? signal.reason : new Error('the connection closed mid-answer'));
+      }
+    });
+  });
+}
