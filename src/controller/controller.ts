@@ -59,20 +59,22 @@ export class AgentRunController {
     const queue = new WorkQueue(options.queueMetrics ? { metrics: options.queueMetrics } : {});
     this.#queue = queue;
     options.attachQueue?.(queue);
+    const writer = new KubeAgentRunWriter(options.client);
     this.#informer = new Informer<AgentRun>({
       client: options.client,
       group: GROUP,
       version: VERSION,
       plural: PLURAL,
       namespace: options.namespace,
-      parse: parseAgentRun,
+      // Our own writes come back through the watch; their answers were parsed already.
+      parse: (raw) => writer.answered(raw) ?? parseAgentRun(raw),
       transform: agentRunCacheTransform({ auditing: options.audit !== undefined }),
       logger: options.logger,
       resyncPeriodMs: options.resyncPeriodMs,
     });
     this.#reconciler = new AgentRunReconciler({
       store: this.#informer,
-      writer: new KubeAgentRunWriter(options.client),
+      writer,
       handlers: options.registry,
       events: options.events,
       logger: options.logger,

@@ -36,6 +36,17 @@ describe('KubeAgentRunWriter', () => {
     ).rejects.toBeInstanceOf(ConflictError);
   });
 
+  it('hands the answer of a write to the watch once, for that very version only', async () => {
+    const run = await runs.create('answered', { agent: 'noop' });
+    const written = await writer.writeStatus(run, runningStatus(run, 1, {}, new Date()));
+    const path = `/apis/agents.applylens.io/v1alpha1/namespaces/${run.metadata.namespace}/agentruns/answered`;
+    // What a watch event carries for this version: the stored object, managedFields and all.
+    const raw = await adminClient(plane).request('GET', path);
+    expect(writer.answered(structuredClone(run))).toBeUndefined();
+    expect(writer.answered(raw)).toBe(written);
+    expect(writer.answered(raw)).toBeUndefined();
+  });
+
   it("never writes one run's status onto another object of the same name", async () => {
     const old = await runs.create('reused', { agent: 'noop' });
     await runs.delete('reused');
