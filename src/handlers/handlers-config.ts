@@ -2,8 +2,8 @@
 // http.check may probe. It is admin input and may hold credentials in webhook headers, so nothing
 // here logs it, and error messages name fields, never header values.
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { z } from 'zod';
+import { yaml } from '../util/yaml.ts';
 import type { Handler, JsonObject } from './handler.ts';
 import { handlerNameProblem } from './handler.ts';
 import { redactUrl } from './http.ts';
@@ -19,10 +19,6 @@ import {
 
 export const DEFAULT_WEBHOOK_TIMEOUT_MS = 30_000;
 
-// Loaded on first use: the default install has no config file, and the YAML parser costs the
-// operator ~12 MB of RSS for nothing there (docs/performance.md, Memory).
-const require = createRequire(import.meta.url);
-const yaml = (): typeof import('yaml') => require('yaml');
 const MAX_WEBHOOK_TIMEOUT_MS = 3_600_000;
 const BUILTIN_NAMES: readonly string[] = [noopHandler.name, HTTP_CHECK_NAME];
 

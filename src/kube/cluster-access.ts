@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { yaml } from '../util/yaml.ts';
 import { isRecord } from './kube-object.ts';
 
 /**
@@ -156,7 +156,7 @@ export function readKubeconfigs(files: readonly string[]): Kubeconfig {
   for (const file of files) {
     let document: unknown;
     try {
-      document = parseYaml(readFileSync(file, 'utf8'));
+      document = yaml().parse(readFileSync(file, 'utf8'));
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new Error(`kubeconfig ${file}: ${reason}`, { cause: error });

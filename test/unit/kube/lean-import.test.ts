@@ -28,11 +28,13 @@ function resolvedBy(entry: string): string[] {
 }
 
 describe('the operator runtime does not load @kubernetes/client-node', () => {
-  it('importing src/operator.ts resolves neither client-node nor undici', () => {
+  it('importing src/operator.ts resolves neither client-node nor undici, nor yet the YAML parser', () => {
     const urls = resolvedBy('src/operator.ts');
     // The hook works: it saw the operator's own modules.
     expect(urls.some((url) => url.endsWith('/src/kube/kube-client.ts'))).toBe(true);
     expect(urls.filter((url) => /@kubernetes\/client-node|\/undici\//.test(url))).toEqual([]);
+    // Only a kubeconfig file or a handlers config file needs it (src/util/yaml.ts).
+    expect(urls.filter((url) => /\/node_modules\/yaml\//.test(url))).toEqual([]);
   });
 
   it('the hook would notice: importing client-node itself is seen', () => {
