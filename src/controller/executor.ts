@@ -1,7 +1,7 @@
 import type { JsonObject } from '../handlers/handler.ts';
 import { errorMessage } from '../handlers/messages.ts';
 import type { Logger } from '../util/log.ts';
-import type { AttemptResult } from './run-status.ts';
+import { type AttemptResult, attemptResult } from './run-status.ts';
 
 /** One attempt to execute: what the reconciler hands over after claiming it. */
 export interface Execution {
@@ -177,7 +177,7 @@ export class Executor {
         return execution.execute(ctx);
       })
       .then(
-        (artifacts) => running.settle({ kind: 'succeeded', artifacts }),
+        (artifacts: unknown) => running.settle(attemptResult(artifacts)),
         (error: unknown) => {
           if (running.abortedWith) return; // already settled by abort()
           running.settle({ kind: 'failed', error: errorMessage(error) });

@@ -157,6 +157,23 @@ describe('sanitiseRecord', () => {
   });
 });
 
+describe('sanitiseRecord: column widths count characters, as PostgreSQL does', () => {
+  it('keeps a 512-emoji objective and a 320-character non-BMP requestedBy whole', () => {
+    const objective = '😀'.repeat(COLUMN_MAX_LENGTH.objective);
+    const userEmail = '𝒶'.repeat(COLUMN_MAX_LENGTH.userEmail);
+    const row = sanitised({ objective, userEmail });
+    expect(row.objective).toBe(objective);
+    expect(row.userEmail).toBe(userEmail);
+  });
+
+  it('cuts a longer one to the column width in characters, never inside a pair', () => {
+    const row = sanitised({ objective: '😀'.repeat(COLUMN_MAX_LENGTH.objective + 1) });
+    expect([...row.objective]).toHaveLength(COLUMN_MAX_LENGTH.objective);
+    expect(row.objective.endsWith(TRUNCATION_MARKER)).toBe(true);
+    expect(row.objective.isWellFormed()).toBe(true);
+  });
+});
+
 describe('cleanText', () => {
   it('leaves ordinary text alone (the same string, no copy)', () => {
     const text = 'plain ünïcödé 😀';
