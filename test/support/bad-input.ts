@@ -4,6 +4,7 @@
 // (every case against a real API server and operator). The format is described in
 // test/corpus/agentrun/README.md.
 import { readdirSync, readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { API_VERSION, KIND } from '../../src/api/agentrun.ts';
@@ -353,4 +354,119 @@ function string(value: string, wellFormedStrings: boolean): string {
 export function wellFormed(value: unknown): unknown {
   // JSON.parse is iterative: it takes any depth.
   return JSON.parse(serialize(value, true));
+}
+
+// --- The webhook corpus -------------------------------------------------------------------
+
+const responseSchema = z.strictObject({
+  /** Default 200. */
+  status: z.int().min(100).max(599).optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  /** The body as text (generators expanded). */
+  body: z.unknown().optional(),
+  /** The body as bytes. */
+  bodyBase64: z.string().optional(),
+  /** The body as this JSON value (generators expanded), for values too deep for JSON.stringify. */
+  json: z.unknown().optional(),
+  /** Send the body `bytes` at a time, one write every `everyMs`. */
+  dribble: z.strictObject({ bytes: z.int().min(1), everyMs: z.int().min(1) }).optional(),
+  /** Never send the headers ("headers"), or send them and never the body ("body"). */
+  hang: z.enum(['headers', 'body']).optional(),
+  /** Close the connection without an answer. */
+  destroy: z.boolean().optional(),
+  /** Send the body, then cut the connection (with a content-length that promises more). */
+  endEarly: z.boolean().optional(),
+});
+export type WebhookResponse = z.output<typeof responseSchema>;
+
+const webhookCaseSchema = z.strictObject({
+  name: z.string().min(1),
+  input: z.strictObject({
+    response: responseSchema,
+    /** The endpoint's configured timeoutMs; default 5000. */
+    timeoutMs: z.int().min(1).optional(),
+  }),
+  expect: z.strictObject({
+    outcome: outcomeSchema,
+    /** Matched (toMatchObject) against the status' artifacts. */
+    artifacts: z.record(z.string(), z.unknown()).optional(),
+  }),
+});
+const webhookFileSchema = z.strictObject({
+  description: z.string().min(1),
+  cases: z.array(webhookCaseSchema).min(1),
+});
+
+export interface WebhookCase {
+  readonly id: string;
+  readonly response: WebhookResponse;
+  /** The response body, ready to send. */
+  readonly bytes: Buffer;
+  readonly timeoutMs: number;
+  readonly expect: z.output<typeof webhookCaseSchema>['expect'];
+}
+
+export function loadWebhookCorpus(): WebhookCase[] {
+  const cases: WebhookCase[] = [];
+  for (const file of readdirSync(WEBHOOK_CORPUS)
+    .filter((f) => f.endsWith('.json'))
+    .sort()) {
+    const category = file.replace(/\.json$/, '');
+    const parsed = webhookFileSchema.parse(
+      JSON.parse(readFileSync(join(WEBHOOK_CORPUS, file), 'utf8')),
+    );
+    for (const c of parsed.cases) {
+      const { response } = c.input;
+      const bytes =
+        response.bodyBase64 !== undefined
+          ? Buffer.from(response.bodyBase64, 'base64')
+          : response.json !== undefined
+            ? Buffer.from(serialize(expand(response.json)))
+            : Buffer.from(String(expand(response.body ?? '')));
+      cases.push({
+        id: `${category}/${c.name}`,
+        response,
+        bytes,
+        timeoutMs: c.input.timeoutMs ?? 5_000,
+        expect: c.expect,
+      });
+    }
+  }
+  return cases;
+}
+
+/** Answers a request the way the case says. */
+export function respond(c: WebhookCase, res: ServerResponse): void {
+  const { response, bytes } = c;
+  if (response.destroy) {
+    res.socket?.destroy();
+    return;
+  }
+  if (response.hang === 'headers') return;
+  const headers = { ...response.headers };
+  res.writeHead(response.status ?? 200, headers);
+  if (response.hang === 'body') {
+    res.flushHeaders();
+    return;
+  }
+  if (response.endEarly) {
+    res.write(bytes, () => res.socket?.destroy());
+    return;
+  }
+  if (!response.dribble) {
+    res.end(bytes);
+    return;
+  }
+  const { bytes: step, everyMs } = response.dribble;
+  let offset = 0;
+  const timer = setInterval(() => {
+    if (res.destroyed || offset >= bytes.length) {
+      clearInterval(timer);
+      res.end();
+      return;
+    }
+    res.write(bytes.subarray(offset, offset + step));
+    offset += step;
+  }, everyMs);
+  res.on('close', () => clearInterval(timer));
 }
