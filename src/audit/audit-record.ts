@@ -240,7 +240,16 @@ function walk(input: unknown, ancestors: Set<object>, depth: number): unknown {
         const out: Record<string, unknown> = {};
         for (const [key, item] of Object.entries(value)) {
           const safe = walk(item, ancestors, depth + 1);
-          if (safe !== undefined) out[cleanText(key)] = safe;
+          // defineProperty: a "__proto__" key (JSON.parse makes it an own property) must stay a
+          // key, as it is on the status; assigning it would set the prototype and drop it.
+          if (safe !== undefined) {
+            Object.defineProperty(out, cleanText(key), {
+              value: safe,
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            });
+          }
         }
         return out;
       } finally {

@@ -8,6 +8,7 @@ import { type Condition, ConditionType, findCondition, setCondition } from '../a
 import { AuditReason, Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
 import { JSON_MAX_DEPTH } from '../audit/audit-record.ts';
 import type { JsonObject } from '../handlers/handler.ts';
+import { errorMessage } from '../handlers/messages.ts';
 import { formatDuration } from '../util/duration.ts';
 import { jsonProblem } from '../util/json.ts';
 import { cleanText, truncate } from '../util/text.ts';
@@ -272,6 +273,21 @@ export function attemptResult(artifacts: unknown): AttemptResult {
   const problem = jsonProblem(artifacts, "the handler's artifacts", STORED_JSON_MAX_DEPTH);
   if (problem !== undefined) return { kind: 'failed', error: problem };
   return { kind: 'succeeded', artifacts: artifacts as JsonObject };
+}
+
+/**
+ * The failed attempt a handler's rejection amounts to. Handlers should throw an Error whose
+ * message says what went wrong; one that throws undefined, null, an empty string or an Error
+ * without a message still gets an error a person can read on the run.
+ */
+export function attemptFailure(error: unknown): AttemptResult {
+  const message = errorMessage(error);
+  if (error === undefined || error === null || message.trim() === '') {
+    const what =
+      error === undefined || error === null ? String(error) : `${JSON.stringify(message)}`;
+    return { kind: 'failed', error: `the handler failed without saying why (it threw ${what})` };
+  }
+  return { kind: 'failed', error: message };
 }
 
 /** How an attempt's handler execution ended. */

@@ -224,6 +224,12 @@ describe('jsonColumn', () => {
 });
 
 describe('toJsonSafe', () => {
+  it('keeps a "__proto__" key as a key, as JSON.parse and the status do', () => {
+    const artifacts = JSON.parse('{"__proto__":{"admin":true},"ok":1}');
+    expect(JSON.stringify(toJsonSafe(artifacts))).toBe('{"__proto__":{"admin":true},"ok":1}');
+    expect(jsonColumn(artifacts)).toBe(JSON.stringify(artifacts));
+  });
+
   it('follows JSON.stringify for ordinary values', () => {
     const value = {
       a: 1,

@@ -4,6 +4,7 @@ import { type Condition, findCondition, rfc3339 } from '../../../src/api/conditi
 import { decide } from '../../../src/controller/decide.ts';
 import {
   type AttemptResult,
+  attemptFailure,
   attemptResult,
   retryDelayMs,
   STATUS_ARTIFACTS_MAX_BYTES,
@@ -474,5 +475,18 @@ describe('attemptResult: what a handler resolved with', () => {
     const status = statusAfterAttempt(run, attemptResult([1]), at(SECOND), RETRY);
     expect(status.phase).toBe('Failed');
     expect(status.error).toBe('the handler returned an array; artifacts must be a JSON object');
+  });
+});
+
+describe('attemptFailure: what a handler rejected with', () => {
+  it.each<[string, unknown, string]>([
+    ['an Error', new Error('disk full'), 'disk full'],
+    ['a string', 'no route', 'no route'],
+    ['undefined', undefined, 'the handler failed without saying why (it threw undefined)'],
+    ['null', null, 'the handler failed without saying why (it threw null)'],
+    ['an empty string', '', 'the handler failed without saying why (it threw "")'],
+    ['blank text', '  ', 'the handler failed without saying why (it threw "  ")'],
+  ])('%s', (_what, thrown, error) => {
+    expect(attemptFailure(thrown)).toStrictEqual({ kind: 'failed', error });
   });
 });

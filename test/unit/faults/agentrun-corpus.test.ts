@@ -13,6 +13,7 @@ import { auditRecord } from '../../../src/controller/audit-records.ts';
 import { decide, type PreparedRun } from '../../../src/controller/decide.ts';
 import {
   type AttemptResult,
+  attemptFailure,
   attemptResult,
   isTerminal,
   runningStatus,
@@ -20,7 +21,6 @@ import {
   terminalStatus,
 } from '../../../src/controller/run-status.ts';
 import { httpCheckHandler } from '../../../src/handlers/http-check.ts';
-import { errorMessage } from '../../../src/handlers/messages.ts';
 import { noopHandler } from '../../../src/handlers/noop.ts';
 import { HandlerRegistry } from '../../../src/handlers/registry.ts';
 import { silentLogger } from '../../../src/util/log.ts';
@@ -125,7 +125,7 @@ async function execute(run: AgentRun, handler: PreparedRun['execute']): Promise<
     if (signal.aborted) {
       return { kind: 'aborted', reason: 'TimedOut', message: 'exceeded its timeoutSeconds' };
     }
-    return { kind: 'failed', error: errorMessage(error) };
+    return attemptFailure(error);
   }
 }
 

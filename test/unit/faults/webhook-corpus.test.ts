@@ -12,11 +12,11 @@ import { sanitiseRecord } from '../../../src/audit/audit-record.ts';
 import { auditRecord } from '../../../src/controller/audit-records.ts';
 import {
   type AttemptResult,
+  attemptFailure,
   attemptResult,
   runningStatus,
   statusAfterAttempt,
 } from '../../../src/controller/run-status.ts';
-import { errorMessage } from '../../../src/handlers/messages.ts';
 import { webhookHandler } from '../../../src/handlers/webhook.ts';
 import { silentLogger } from '../../../src/util/log.ts';
 import { loadWebhookCorpus, respond } from '../../support/bad-input.ts';
@@ -78,7 +78,7 @@ describe('the webhook bad-input corpus, through the handler and the status path'
       };
       result = attemptResult(await prepared.execute(ctx));
     } catch (error) {
-      result = { kind: 'failed', error: errorMessage(error) };
+      result = attemptFailure(error);
     }
     const claimed = { ...run(), status: runningStatus(run(), 1, prepared.plan, T0) };
     const status = statusAfterAttempt(claimed, result, new Date(T0.getTime() + 5), {
