@@ -187,7 +187,9 @@ export function retryingStatus(
     status: 'Unknown',
     reason: Reason.Retrying,
     message: truncate(
-      `attempt ${attempt} of ${maxAttempts(run)} failed, retrying at ${status.nextRetryAt}: ${error}`,
+      cleanText(
+        `attempt ${attempt} of ${maxAttempts(run)} failed, retrying at ${status.nextRetryAt}: ${error}`,
+      ),
       1024,
     ),
   });
@@ -218,7 +220,7 @@ export function terminalStatus(run: AgentRun, outcome: Outcome, now: Date): Agen
   status.conditions = withConditions(status, run, now, {
     status: phase === 'Succeeded' ? 'True' : 'False',
     reason: outcome.reason,
-    message: truncate(outcome.message, 32768),
+    message: truncate(cleanText(outcome.message), 32768),
   });
   return status;
 }

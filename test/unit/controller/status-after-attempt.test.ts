@@ -490,3 +490,17 @@ describe('attemptFailure: what a handler rejected with', () => {
     expect(attemptFailure(thrown)).toStrictEqual({ kind: 'failed', error });
   });
 });
+
+describe('statusAfterAttempt: text PostgreSQL cannot store', () => {
+  it('stores NUL and lone surrogates of an error as U+FFFD, in the error and the message', () => {
+    const failed: AttemptResult = { kind: 'failed', error: 'boom\u0000bang \ud800' };
+    for (const backoffLimit of [0, 1]) {
+      const run = running(agentRun({ spec: { backoffLimit } }), 1, T0);
+      const status = statusAfterAttempt(run, failed, at(SECOND), RETRY);
+      expect(status.error).toBe('boom\ufffdbang \ufffd');
+      const message = findCondition(status.conditions, 'Succeeded')?.message ?? '';
+      expect(message).toContain('boom\ufffdbang \ufffd');
+      expect(message.isWellFormed() && !message.includes('\u0000')).toBe(true);
+    }
+  });
+});
