@@ -82,6 +82,13 @@ test-unit: $(DEPS) ## Run the fast unit tests only.
 test-integration: $(DEPS) ## Run integration tests against a real control plane and PostgreSQL.
 	$(WITH_ENVTEST) $(WITH_PROMETHEUS) $(VITEST) run --project integration
 
+# The fuzz's runs per property under test-faults; `make test` runs 200 (FUZZ_SEED picks the seed).
+FUZZ_RUNS ?= 5000
+
+.PHONY: test-faults
+test-faults: $(DEPS) ## Fault tests (docs/reliability.md): bad-input corpus against a real API server and operator, fuzz with FUZZ_RUNS=5000.
+	$(WITH_ENVTEST) FUZZ_RUNS=$(FUZZ_RUNS) $(VITEST) run test/unit/faults test/integration/faults
+
 .PHONY: bench
 bench: $(DEPS) ## Burst, steady rates, memory and start-up with N finished runs; writes bench/results/ (docs/performance.md).
 	$(WITH_ENVTEST) node hack/bench.ts

@@ -22,6 +22,8 @@ export const ERROR_MAX_LENGTH = 2048;
 /** Top-level keys of spec.params; the serialised size is checked by the operator at plan time. */
 export const PARAMS_MAX_PROPERTIES = 64;
 export const PARAMS_MAX_BYTES = 64 * 1024;
+/** Nesting of spec.params (objects and arrays), also checked when planned: `{a: {b: 1}}` is 2. */
+export const PARAMS_MAX_DEPTH = 32;
 
 const DAY = 24 * 60 * 60;
 

@@ -4,7 +4,9 @@
  * records for the same run wins (so that replays never move a row backwards).
  */
 
-import { truncate } from '../util/text.ts';
+import { cleanText, truncateCharacters } from '../util/text.ts';
+
+export { cleanText };
 
 export const AUDIT_STATUSES = ['running', 'succeeded', 'failed', 'canceled'] as const;
 export type AuditStatus = (typeof AUDIT_STATUSES)[number];
@@ -161,16 +163,10 @@ function approximateBytes(record: Omit<SanitisedRecord, 'bytes'>): number {
   return 256 + text.reduce((sum, s) => sum + (s === null ? 0 : s.length * 2), 0);
 }
 
-/** U+0000 and lone surrogates become U+FFFD; everything else is kept as it is. */
-export function cleanText(text: string): string {
-  const wellFormed = text.isWellFormed() ? text : text.toWellFormed();
-  return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
-}
-
 function column(value: string | null | undefined, max: number): string | null {
   if (value === null || value === undefined) return null;
-  // At most `max` UTF-16 code units: at most `max` characters for PostgreSQL's varchar.
-  return truncate(cleanText(String(value)), max);
+  // At most `max` characters (code points), as PostgreSQL's varchar(n) counts them.
+  return truncateCharacters(cleanText(String(value)), max);
 }
 
 function validDate(value: Date | null | undefined): Date | null {
@@ -244,7 +240,16 @@ function walk(input: unknown, ancestors: Set<object>, depth: number): unknown {
         const out: Record<string, unknown> = {};
         for (const [key, item] of Object.entries(value)) {
           const safe = walk(item, ancestors, depth + 1);
-          if (safe !== undefined) out[cleanText(key)] = safe;
+          // defineProperty: a "__proto__" key (JSON.parse makes it an own property) must stay a
+          // key, as it is on the status; assigning it would set the prototype and drop it.
+          if (safe !== undefined) {
+            Object.defineProperty(out, cleanText(key), {
+              value: safe,
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            });
+          }
         }
         return out;
       } finally {

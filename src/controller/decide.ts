@@ -1,8 +1,19 @@
-import { type AgentRun, PARAMS_MAX_BYTES } from '../api/agentrun.ts';
+import { type AgentRun, PARAMS_MAX_BYTES, PARAMS_MAX_DEPTH } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason } from '../api/reasons.ts';
 import type { Handler, Prepared } from '../handlers/handler.ts';
-import { deadline, isAudited, isTerminal, maxAttempts } from './run-status.ts';
+import { errorMessage } from '../handlers/messages.ts';
+import { jsonProblem } from '../util/json.ts';
+import {
+  deadline,
+  isAudited,
+  isTerminal,
+  maxAttempts,
+  STORED_JSON_MAX_DEPTH,
+} from './run-status.ts';
+
+/** Plans are stored whole in the audit log, which keeps JSON up to this depth. */
+const PLAN_MAX_DEPTH = STORED_JSON_MAX_DEPTH;
 
 /** The finalizer the operator holds while deleting a run would lose work in progress. */
 export const FINALIZER = 'agents.applylens.io/run-protection';
@@ -213,8 +224,13 @@ function start(run: AgentRun, handlers: Handlers, attempt: number, note?: string
   const handler = handlers.get(run.spec.agent);
   if (!handler) return finish(Reason.UnknownAgent, handlers.unknownAgentMessage(run.spec.agent));
   const params = run.spec.params ?? {};
-  // The CRD cannot bound an object's size in bytes; a run that gets past admission with huge
-  // params must still end readably instead of planning and auditing megabytes.
+  // The CRD cannot bound an object's depth: a handler's recursive schema, JSON.stringify and the
+  // audit log's jsonb must never see params nested thousands of levels deep (the stack overflows,
+  // and the reconcile would fail forever instead of the run ending).
+  const deep = jsonProblem(params, 'spec.params', PARAMS_MAX_DEPTH);
+  if (deep !== undefined) return finish(Reason.InvalidParams, deep);
+  // Nor its size in bytes; a run that gets past admission with huge params must still end
+  // readably instead of planning and auditing megabytes.
   const bytes = Buffer.byteLength(JSON.stringify(params));
   if (bytes > PARAMS_MAX_BYTES) {
     return finish(
@@ -222,12 +238,29 @@ function start(run: AgentRun, handlers: Handlers, attempt: number, note?: string
       `spec.params is ${bytes} bytes of JSON; the limit is ${PARAMS_MAX_BYTES}`,
     );
   }
-  const prepared = handler.prepare({
-    objective: run.spec.objective,
-    params,
-    dryRun: run.spec.dryRun,
-  });
+  let prepared: Prepared;
+  try {
+    prepared = handler.prepare({
+      objective: run.spec.objective,
+      params,
+      dryRun: run.spec.dryRun,
+    });
+  } catch (error) {
+    // prepare must not throw for bad input; one that does (a handler's bug) still ends the run
+    // with an answer rather than failing every reconcile of it.
+    return finish(
+      Reason.InvalidParams,
+      `the "${handler.name}" handler could not plan these params: ${errorMessage(error)}`,
+    );
+  }
   if (!prepared.ok) return finish(Reason.InvalidParams, prepared.message);
+  // The plan goes onto the status and into the audit log as it is.
+  const badPlan = jsonProblem(
+    prepared.plan,
+    `the "${handler.name}" handler's plan`,
+    PLAN_MAX_DEPTH,
+  );
+  if (badPlan !== undefined) return finish(Reason.InvalidParams, badPlan);
   return note === undefined
     ? { type: 'start', attempt, prepared }
     : { type: 'start', attempt, prepared, note };

@@ -1,7 +1,6 @@
 import type { JsonObject } from '../handlers/handler.ts';
-import { errorMessage } from '../handlers/messages.ts';
 import type { Logger } from '../util/log.ts';
-import type { AttemptResult } from './run-status.ts';
+import { type AttemptResult, attemptFailure, attemptResult } from './run-status.ts';
 
 /** One attempt to execute: what the reconciler hands over after claiming it. */
 export interface Execution {
@@ -177,10 +176,10 @@ export class Executor {
         return execution.execute(ctx);
       })
       .then(
-        (artifacts) => running.settle({ kind: 'succeeded', artifacts }),
+        (artifacts: unknown) => running.settle(attemptResult(artifacts)),
         (error: unknown) => {
           if (running.abortedWith) return; // already settled by abort()
-          running.settle({ kind: 'failed', error: errorMessage(error) });
+          running.settle(attemptFailure(error));
         },
       );
   }

@@ -6,9 +6,12 @@ import {
 } from '../api/agentrun.ts';
 import { type Condition, ConditionType, findCondition, setCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason, terminalPhase } from '../api/reasons.ts';
+import { JSON_MAX_DEPTH } from '../audit/audit-record.ts';
 import type { JsonObject } from '../handlers/handler.ts';
+import { errorMessage } from '../handlers/messages.ts';
 import { formatDuration } from '../util/duration.ts';
-import { truncate } from '../util/text.ts';
+import { jsonProblem } from '../util/json.ts';
+import { cleanText, truncate } from '../util/text.ts';
 
 /**
  * Pure builders of an AgentRun's next status. Each returns the complete status object (it is
@@ -177,14 +180,16 @@ export function retryingStatus(
   now: Date,
 ): AgentRunStatus {
   const status = baseStatus(run, 'Running');
-  status.error = truncate(error, ERROR_MAX_LENGTH);
+  status.error = truncate(cleanText(error), ERROR_MAX_LENGTH);
   status.nextRetryAt = retryAt.toISOString();
   const attempt = status.attempts ?? 0;
   status.conditions = withConditions(status, run, now, {
     status: 'Unknown',
     reason: Reason.Retrying,
     message: truncate(
-      `attempt ${attempt} of ${maxAttempts(run)} failed, retrying at ${status.nextRetryAt}: ${error}`,
+      cleanText(
+        `attempt ${attempt} of ${maxAttempts(run)} failed, retrying at ${status.nextRetryAt}: ${error}`,
+      ),
       1024,
     ),
   });
@@ -209,12 +214,13 @@ export function terminalStatus(run: AgentRun, outcome: Outcome, now: Date): Agen
   status.durationMs = Math.max(0, now.getTime() - startedAt);
   status.duration = formatDuration(status.durationMs);
   if (outcome.artifacts !== undefined) status.artifacts = capArtifacts(outcome.artifacts);
-  if (outcome.error !== undefined) status.error = truncate(outcome.error, ERROR_MAX_LENGTH);
+  if (outcome.error !== undefined)
+    status.error = truncate(cleanText(outcome.error), ERROR_MAX_LENGTH);
   else if (phase === 'Succeeded') delete status.error;
   status.conditions = withConditions(status, run, now, {
     status: phase === 'Succeeded' ? 'True' : 'False',
     reason: outcome.reason,
-    message: truncate(outcome.message, 32768),
+    message: truncate(cleanText(outcome.message), 32768),
   });
   return status;
 }
@@ -243,6 +249,47 @@ export function capArtifacts(artifacts: JsonObject): JsonObject {
  */
 export function retryDelayMs(retry: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
+}
+
+/**
+ * The deepest plan or artifacts the controller stores: what the audit log's jsonb keeps whole
+ * (JSON_MAX_DEPTH), so that the row holds exactly what the status says.
+ */
+export const STORED_JSON_MAX_DEPTH = JSON_MAX_DEPTH;
+
+/**
+ * What a handler's resolved value amounts to. Handlers are typed to return a JSON object, but a
+ * custom one (or a webhook's answer) may return anything: a non-object, a cycle, a BigInt, or
+ * JSON nested thousands of levels deep would make the status write or the audit row throw and
+ * leave the run Running. Such a value fails the attempt with a message that says why.
+ */
+export function attemptResult(artifacts: unknown): AttemptResult {
+  if (typeof artifacts !== 'object' || artifacts === null || Array.isArray(artifacts)) {
+    const kind =
+      artifacts === null ? 'null' : Array.isArray(artifacts) ? 'an array' : typeof artifacts;
+    return {
+      kind: 'failed',
+      error: `the handler returned ${kind}; artifacts must be a JSON object`,
+    };
+  }
+  const problem = jsonProblem(artifacts, "the handler's artifacts", STORED_JSON_MAX_DEPTH);
+  if (problem !== undefined) return { kind: 'failed', error: problem };
+  return { kind: 'succeeded', artifacts: artifacts as JsonObject };
+}
+
+/**
+ * The failed attempt a handler's rejection amounts to. Handlers should throw an Error whose
+ * message says what went wrong; one that throws undefined, null, an empty string or an Error
+ * without a message still gets an error a person can read on the run.
+ */
+export function attemptFailure(error: unknown): AttemptResult {
+  const message = errorMessage(error);
+  if (error === undefined || error === null || message.trim() === '') {
+    const what =
+      error === undefined || error === null ? String(error) : `${JSON.stringify(message)}`;
+    return { kind: 'failed', error: `the handler failed without saying why (it threw ${what})` };
+  }
+  return { kind: 'failed', error: message };
 }
 
 /** How an attempt's handler execution ended. */

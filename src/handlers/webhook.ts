@@ -92,7 +92,11 @@ export function webhookHandler(options: WebhookOptions): Handler {
   };
 }
 
-function artifactsFrom(
+/**
+ * The artifacts an endpoint's answer amounts to, or an Error saying why there are none: not 2xx,
+ * over WEBHOOK_MAX_RESPONSE_BYTES, not JSON, not a JSON object. Exported for the fuzz tests.
+ */
+export function artifactsFrom(
   what: string,
   status: number,
   body: { readonly text: string; readonly truncated: boolean },

@@ -157,6 +157,23 @@ describe('sanitiseRecord', () => {
   });
 });
 
+describe('sanitiseRecord: column widths count characters, as PostgreSQL does', () => {
+  it('keeps a 512-emoji objective and a 320-character non-BMP requestedBy whole', () => {
+    const objective = '😀'.repeat(COLUMN_MAX_LENGTH.objective);
+    const userEmail = '𝒶'.repeat(COLUMN_MAX_LENGTH.userEmail);
+    const row = sanitised({ objective, userEmail });
+    expect(row.objective).toBe(objective);
+    expect(row.userEmail).toBe(userEmail);
+  });
+
+  it('cuts a longer one to the column width in characters, never inside a pair', () => {
+    const row = sanitised({ objective: '😀'.repeat(COLUMN_MAX_LENGTH.objective + 1) });
+    expect([...row.objective]).toHaveLength(COLUMN_MAX_LENGTH.objective);
+    expect(row.objective.endsWith(TRUNCATION_MARKER)).toBe(true);
+    expect(row.objective.isWellFormed()).toBe(true);
+  });
+});
+
 describe('cleanText', () => {
   it('leaves ordinary text alone (the same string, no copy)', () => {
     const text = 'plain ünïcödé 😀';
@@ -207,6 +224,12 @@ describe('jsonColumn', () => {
 });
 
 describe('toJsonSafe', () => {
+  it('keeps a "__proto__" key as a key, as JSON.parse and the status do', () => {
+    const artifacts = JSON.parse('{"__proto__":{"admin":true},"ok":1}');
+    expect(JSON.stringify(toJsonSafe(artifacts))).toBe('{"__proto__":{"admin":true},"ok":1}');
+    expect(jsonColumn(artifacts)).toBe(JSON.stringify(artifacts));
+  });
+
   it('follows JSON.stringify for ordinary values', () => {
     const value = {
       a: 1,

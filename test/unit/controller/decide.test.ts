@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { type AgentRun, PARAMS_MAX_BYTES } from '../../../src/api/agentrun.ts';
+import { type AgentRun, PARAMS_MAX_BYTES, PARAMS_MAX_DEPTH } from '../../../src/api/agentrun.ts';
 import { type Condition, rfc3339 } from '../../../src/api/conditions.ts';
 import type { TerminalReason } from '../../../src/api/reasons.ts';
 import { type Action, decide, FINALIZER, whenNoSlot } from '../../../src/controller/decide.ts';
 import { queuedStatus } from '../../../src/controller/run-status.ts';
+import type { JsonObject } from '../../../src/handlers/handler.ts';
+import { HandlerRegistry } from '../../../src/handlers/registry.ts';
 import {
   agentRun,
   at,
@@ -743,6 +745,74 @@ describe('decide: a run that cannot start ends with a reason its owner can act o
     expect(Buffer.byteLength(JSON.stringify(params))).toBe(PARAMS_MAX_BYTES);
     const run = agentRun({ spec: { params } });
     expect(decide({ handlers: HANDLERS, run, executing: false, now: T0 })).toStrictEqual(START);
+  });
+});
+
+describe('decide: params and plans nothing downstream could store or validate', () => {
+  const decideWith = (run: AgentRun, handlers = HANDLERS) =>
+    decide({ handlers, run, executing: false, now: T0 });
+  function nested(levels: number): Record<string, unknown> {
+    let value: Record<string, unknown> = {};
+    for (let i = 1; i < levels; i++) value = { a: value };
+    return value;
+  }
+
+  it('params nested deeper than PARAMS_MAX_DEPTH end InvalidParams, before any handler sees them', () => {
+    // 20 000 levels overflow a recursive schema and JSON.stringify; nothing may throw.
+    for (const levels of [PARAMS_MAX_DEPTH + 1, 20_000]) {
+      expect(decideWith(agentRun({ spec: { params: nested(levels) } }))).toStrictEqual({
+        type: 'finish',
+        reason: 'InvalidParams',
+        message: `spec.params is nested more than ${PARAMS_MAX_DEPTH} levels deep; the limit is ${PARAMS_MAX_DEPTH}`,
+      });
+    }
+  });
+
+  it('params exactly PARAMS_MAX_DEPTH deep start', () => {
+    expect(decideWith(agentRun({ spec: { params: nested(PARAMS_MAX_DEPTH) } }))).toStrictEqual(
+      START,
+    );
+  });
+
+  it("a handler whose prepare throws ends the run InvalidParams with the handler's error", () => {
+    const throwing = new HandlerRegistry([
+      {
+        name: 'http.check',
+        description: 'throws',
+        prepare: () => {
+          throw new RangeError('Maximum call stack size exceeded');
+        },
+      },
+    ]);
+    expect(decideWith(agentRun(), throwing)).toStrictEqual({
+      type: 'finish',
+      reason: 'InvalidParams',
+      message:
+        'the "http.check" handler could not plan these params: Maximum call stack size exceeded',
+    });
+  });
+
+  it('a plan that cannot be stored ends the run InvalidParams', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    const planning = (plan: unknown) =>
+      new HandlerRegistry([
+        {
+          name: 'http.check',
+          description: 'plans badly',
+          prepare: () => ({ ok: true, plan: plan as JsonObject, execute: async () => ({}) }),
+        },
+      ]);
+    expect(decideWith(agentRun(), planning({ n: 1n }))).toMatchObject({
+      type: 'finish',
+      reason: 'InvalidParams',
+      message: expect.stringMatching(/^the "http.check" handler's plan is not JSON/),
+    });
+    expect(decideWith(agentRun(), planning(cyclic))).toMatchObject({
+      type: 'finish',
+      reason: 'InvalidParams',
+      message: `the "http.check" handler's plan is nested more than 64 levels deep; the limit is 64`,
+    });
   });
 });
 

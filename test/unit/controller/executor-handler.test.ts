@@ -45,6 +45,55 @@ describe('Executor: the handler call', () => {
 });
 
 describe('Executor: onFinished, once per execution', () => {
+  it('a value that is not a storable JSON object fails the attempt, saying why', async () => {
+    const { executor, finished } = harness({ maxConcurrent: 2 });
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    reserveAndStart(
+      executor,
+      execution('u1', async () => [1, 2] as unknown as JsonObject),
+    );
+    reserveAndStart(
+      executor,
+      execution('u2', async () => cyclic as JsonObject),
+    );
+    await flush();
+    expect(finished).toEqual([
+      {
+        uid: 'u1',
+        result: {
+          kind: 'failed',
+          error: 'the handler returned an array; artifacts must be a JSON object',
+        },
+      },
+      {
+        uid: 'u2',
+        result: {
+          kind: 'failed',
+          error: "the handler's artifacts is nested more than 64 levels deep; the limit is 64",
+        },
+      },
+    ]);
+  });
+
+  it('a rejection without a message still gets a readable error', async () => {
+    const { executor, finished } = harness({ maxConcurrent: 1 });
+    reserveAndStart(
+      executor,
+      execution('u1', () => Promise.reject(undefined)),
+    );
+    await flush();
+    expect(finished).toEqual([
+      {
+        uid: 'u1',
+        result: {
+          kind: 'failed',
+          error: 'the handler failed without saying why (it threw undefined)',
+        },
+      },
+    ]);
+  });
+
   it('success: the artifacts, and the execution is no longer tracked', async () => {
     const { executor, finished } = harness({ maxConcurrent: 1 });
     const h = new ManualHandler();

@@ -4,6 +4,8 @@ import { type Condition, findCondition, rfc3339 } from '../../../src/api/conditi
 import { decide } from '../../../src/controller/decide.ts';
 import {
   type AttemptResult,
+  attemptFailure,
+  attemptResult,
   retryDelayMs,
   STATUS_ARTIFACTS_MAX_BYTES,
   statusAfterAttempt,
@@ -432,5 +434,73 @@ describe('statusAfterAttempt', () => {
     const run = backoffLimit < 0 ? claimed({ backoffLimit: 2 }, 3) : claimed({ backoffLimit }, 1);
     const status = statusAfterAttempt(run, result, ENDED, RETRY);
     expect(agentRunSchema.safeParse(withStatus(run, status)).success).toBe(true);
+  });
+});
+
+describe('attemptResult: what a handler resolved with', () => {
+  it('a JSON object succeeds, unchanged', () => {
+    const artifacts = { ok: true, nested: { list: [1, 'two', null] } };
+    expect(attemptResult(artifacts)).toStrictEqual({ kind: 'succeeded', artifacts });
+  });
+
+  it.each<[string, unknown, string]>([
+    ['undefined', undefined, 'the handler returned undefined; artifacts must be a JSON object'],
+    ['null', null, 'the handler returned null; artifacts must be a JSON object'],
+    ['an array', [1], 'the handler returned an array; artifacts must be a JSON object'],
+    ['a string', 'done', 'the handler returned string; artifacts must be a JSON object'],
+    [
+      'a BigInt inside',
+      { n: 1n },
+      "the handler's artifacts is not JSON: Do not know how to serialize a BigInt",
+    ],
+  ])('%s fails the attempt with a message that says why', (_what, value, error) => {
+    expect(attemptResult(value)).toStrictEqual({ kind: 'failed', error });
+  });
+
+  it('artifacts nested deeper than the audit log keeps fail the attempt, as do cycles', () => {
+    let deep: Record<string, unknown> = {};
+    for (let i = 0; i < 100_000; i++) deep = { a: deep };
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    for (const value of [deep, cyclic]) {
+      expect(attemptResult(value)).toStrictEqual({
+        kind: 'failed',
+        error: "the handler's artifacts is nested more than 64 levels deep; the limit is 64",
+      });
+    }
+  });
+
+  it('the failure it makes ends the run Failed with that error', () => {
+    const run = running(agentRun(), 1, T0);
+    const status = statusAfterAttempt(run, attemptResult([1]), at(SECOND), RETRY);
+    expect(status.phase).toBe('Failed');
+    expect(status.error).toBe('the handler returned an array; artifacts must be a JSON object');
+  });
+});
+
+describe('attemptFailure: what a handler rejected with', () => {
+  it.each<[string, unknown, string]>([
+    ['an Error', new Error('disk full'), 'disk full'],
+    ['a string', 'no route', 'no route'],
+    ['undefined', undefined, 'the handler failed without saying why (it threw undefined)'],
+    ['null', null, 'the handler failed without saying why (it threw null)'],
+    ['an empty string', '', 'the handler failed without saying why (it threw "")'],
+    ['blank text', '  ', 'the handler failed without saying why (it threw "  ")'],
+  ])('%s', (_what, thrown, error) => {
+    expect(attemptFailure(thrown)).toStrictEqual({ kind: 'failed', error });
+  });
+});
+
+describe('statusAfterAttempt: text PostgreSQL cannot store', () => {
+  it('stores NUL and lone surrogates of an error as U+FFFD, in the error and the message', () => {
+    const failed: AttemptResult = { kind: 'failed', error: 'boom\u0000bang \ud800' };
+    for (const backoffLimit of [0, 1]) {
+      const run = running(agentRun({ spec: { backoffLimit } }), 1, T0);
+      const status = statusAfterAttempt(run, failed, at(SECOND), RETRY);
+      expect(status.error).toBe('boom\ufffdbang \ufffd');
+      const message = findCondition(status.conditions, 'Succeeded')?.message ?? '';
+      expect(message).toContain('boom\ufffdbang \ufffd');
+      expect(message.isWellFormed() && !message.includes('\u0000')).toBe(true);
+    }
   });
 });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ELLIPSIS, TRUNCATION_MARKER, truncate } from '../../../src/util/text.ts';
+import {
+  cleanText,
+  ELLIPSIS,
+  TRUNCATION_MARKER,
+  truncate,
+  truncateCharacters,
+} from '../../../src/util/text.ts';
 
 // The markers users see on statuses, audit rows and handler messages.
 const MARKER = '... [truncated]';
@@ -37,5 +43,31 @@ describe('truncate: surrogates, small widths and other markers', () => {
 
   it('ends in the marker it is given', () => {
     expect(truncate('x'.repeat(300), 200, ELLIPSIS)).toBe(`${'x'.repeat(199)}…`);
+  });
+});
+
+describe('truncateCharacters', () => {
+  it('keeps a text that fits by characters though not by UTF-16 code units', () => {
+    const emoji = '😀'.repeat(512);
+    expect(emoji.length).toBe(1024);
+    expect(truncateCharacters(emoji, 512)).toBe(emoji);
+  });
+
+  it('cuts by characters, never inside a surrogate pair, ending in the marker', () => {
+    const cut = truncateCharacters('😀'.repeat(600), 512);
+    expect([...cut]).toHaveLength(512);
+    expect(cut.endsWith(TRUNCATION_MARKER)).toBe(true);
+    expect(cut.isWellFormed()).toBe(true);
+  });
+
+  it('cuts without a marker when there is no room for one', () => {
+    expect(truncateCharacters('😀😀😀😀', 2)).toBe('😀😀');
+  });
+});
+
+describe('cleanText', () => {
+  it('replaces NUL and lone surrogates with U+FFFD and keeps the rest', () => {
+    expect(cleanText('a\u0000b\uD800c😀')).toBe('a\uFFFDb\uFFFDc😀');
+    expect(cleanText('plain')).toBe('plain');
   });
 });
