@@ -16,16 +16,18 @@
 // and connects to those addresses only (see http-check.ts).
 import { isIP } from 'node:net';
 
-export type AddressClass =
-  | 'unspecified'
-  | 'loopback'
-  | 'link-local'
-  | 'metadata'
-  | 'api-server'
-  | 'multicast'
-  | 'reserved'
-  | 'private'
-  | 'public';
+export const ADDRESS_CLASSES = [
+  'unspecified',
+  'loopback',
+  'link-local',
+  'metadata',
+  'api-server',
+  'multicast',
+  'reserved',
+  'private',
+  'public',
+] as const;
+export type AddressClass = (typeof ADDRESS_CLASSES)[number];
 
 /** An IP address as a number: 32 bits for IPv4 (IPv4-mapped IPv6 included), 128 for IPv6. */
 export interface Ip {

@@ -8,21 +8,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { AddressClass, Verdict } from '../../../src/handlers/address-policy.ts';
-import { createAddressPolicy } from '../../../src/handlers/address-policy.ts';
+import { ADDRESS_CLASSES, createAddressPolicy } from '../../../src/handlers/address-policy.ts';
 
 const CORPUS = join(import.meta.dirname, '../../corpus/http-check');
-
-const classes = [
-  'unspecified',
-  'loopback',
-  'link-local',
-  'metadata',
-  'api-server',
-  'multicast',
-  'reserved',
-  'private',
-  'public',
-] as const satisfies readonly AddressClass[];
 
 const caseSchema = z.strictObject({
   name: z.string().min(1),
@@ -34,7 +22,7 @@ const caseSchema = z.strictObject({
   }),
   expect: z.strictObject({
     outcome: z.enum(['allow', 'deny', 'invalid']),
-    class: z.enum(classes).optional(),
+    class: z.enum(ADDRESS_CLASSES).optional(),
   }),
 });
 const fileSchema = z.strictObject({
