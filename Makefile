@@ -82,6 +82,10 @@ test-unit: $(DEPS) ## Run the fast unit tests only.
 test-integration: $(DEPS) ## Run integration tests against a real control plane and PostgreSQL.
 	$(WITH_ENVTEST) $(WITH_PROMETHEUS) $(VITEST) run --project integration
 
+.PHONY: test-faults-scenarios
+test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, PostgreSQL kill -9), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
+	$(WITH_ENVTEST) $(VITEST) run --config vitest.faults.config.ts $(FILES)
+
 .PHONY: bench
 bench: $(DEPS) ## Burst, steady rates, memory and start-up with N finished runs; writes bench/results/ (docs/performance.md).
 	$(WITH_ENVTEST) node hack/bench.ts
