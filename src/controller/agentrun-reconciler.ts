@@ -311,7 +311,7 @@ export class AgentRunReconciler {
     if (!isTerminal(status)) void this.#audit?.queue(execution.key, run, status);
     const outcome = isTerminal(status)
       ? this.#writeTerminal(execution.key, run, status, artifacts)
-      : this.#write(run, status);
+      : this.#writeRetrying(execution.key, run, status);
     const write = outcome
       .then(
         () => {},
@@ -367,6 +367,18 @@ export class AgentRunReconciler {
     // The row may have landed while the status was being written.
     if (audit.isCommitted(run.metadata.uid)) this.#options.enqueue(key);
     return written;
+  }
+
+  /**
+   * An attempt failed and a retry is due. Until it starts nothing executes, so without the
+   * finalizer a deletion would let the run go with no outcome, and its audit row (written at the
+   * claim) would say `running` forever. Held first (best effort, as for a pending row), the run
+   * deleted while it waits ends Canceled, recorded, before the object goes. Only with auditing
+   * on: the finalizer is there for the row, and it costs two writes per retried run.
+   */
+  async #writeRetrying(key: string, run: AgentRun, status: AgentRunStatus): Promise<AgentRun> {
+    if (this.#audit) await this.#holdForAudit(key, run);
+    return this.#write(run, status);
   }
 
   #audited(run: AgentRun, reason: AuditReason, message: string): AgentRunStatus {

@@ -212,6 +212,41 @@ describe('AgentRunReconciler: the audit row of an outcome', () => {
     expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([]);
   });
 
+  it('a run waiting to retry holds the finalizer: deleted then, it ends Canceled and recorded', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({ audit: audited(sink) });
+    const key = cluster.add(
+      agentRun({
+        metadata: { name: 'retrying', uid: 'uid-retrying' },
+        spec: {
+          agent: 'noop',
+          backoffLimit: 1,
+          params: { fail: 'boom' } as unknown as Record<string, never>,
+        },
+      }),
+    );
+    await reconciler.reconcile(key);
+    await enqueued.next(key);
+    expect(cluster.reasonOf(key)).toBe('Retrying');
+    // Held before the Retrying status: nothing executes now, and the row says running.
+    expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([FINALIZER]);
+    expect(sink.records.map((r) => r.status)).toEqual(['running', 'running']);
+
+    await cluster.delete(cluster.runs.get(key) as AgentRun);
+    expect(cluster.runs.get(key)?.metadata.deletionTimestamp).toBeDefined();
+    const original = sink.write.bind(sink);
+    sink.write = (record) => {
+      const committed = original(record);
+      sink.settle(record.runId);
+      return committed;
+    };
+    await reconciler.reconcile(key);
+    expect(cluster.reasonOf(key)).toBe('Canceled');
+    expect(sink.records.at(-1)).toMatchObject({ status: 'canceled', reason: 'Canceled' });
+    await reconciler.reconcile(key);
+    expect(cluster.runs.has(key)).toBe(false);
+  });
+
   it('a finished run found without its row (a restart) gets it queued again', async () => {
     const sink = new FakeSink();
     const first = fakeReconciler();
