@@ -83,7 +83,7 @@ test-integration: $(DEPS) ## Run integration tests against a real control plane 
 	$(WITH_ENVTEST) $(WITH_PROMETHEUS) $(VITEST) run --project integration
 
 .PHONY: test-faults-scenarios
-test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, PostgreSQL kill -9), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
+test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, PostgreSQL kill -9, deletes), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
 	$(WITH_ENVTEST) $(VITEST) run --config vitest.faults.config.ts $(FILES)
 
 .PHONY: bench

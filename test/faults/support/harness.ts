@@ -188,7 +188,7 @@ export class FaultEnvironment {
     }
   }
 
-  async auditRows(): Promise<AuditRow[]> {
+  async auditRows(namespace = this.namespace): Promise<AuditRow[]> {
     const client = new pg.Client({ connectionString: this.databaseUrl });
     await client.connect();
     try {
@@ -196,7 +196,7 @@ export class FaultEnvironment {
         `SELECT run_id, namespace, name, status, reason, attempts, started_at, finished_at,
                 duration_ms, error
            FROM agent_audit_log WHERE namespace = $1`,
-        [this.namespace],
+        [namespace],
       );
       return rows;
     } finally {

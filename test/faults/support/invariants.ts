@@ -27,7 +27,7 @@ export interface Findings {
   readonly duplicateRows: number;
   /** Rows of runs that do not exist in the namespace. */
   readonly strayRows: number;
-  /** `name: field row=... status=...` for each row that differs from its run's final status. */
+  /** For each run whose row differs from its final status: `name field: row=... status=...; ...`. */
   readonly rowMismatches: readonly string[];
   readonly outcomes: Readonly<Record<string, number>>;
   /** agent_runs_total: sum over processes of each one's last scrape. */
@@ -36,6 +36,11 @@ export interface Findings {
   readonly prometheusIncrease: number;
   /** Runs whose "run ... :" finish line was logged by more than one process (counted twice). */
   readonly countedTwice: number;
+  /**
+   * Terminal runs whose finish no process logged: their terminal status was written by a process
+   * killed before the API server's answer reached it, so no process counted them.
+   */
+  readonly loggedByNone: number;
   readonly crashedProcesses: number;
   readonly errorLines: readonly string[];
   readonly maxRssMiB: number;
@@ -83,7 +88,8 @@ export function findings(input: {
     if (rows.length === 0) missingRows.push(run.metadata.name);
     duplicateRows += Math.max(0, rows.length - 1);
     const row = rows[0];
-    if (row) rowMismatches.push(...compare(run, row));
+    const diffs = row ? compare(run, row) : [];
+    if (diffs.length > 0) rowMismatches.push(diffs.join('; '));
   }
   const strayRows = input.rows.filter((r) => !byUid.has(r.run_id)).length;
 
@@ -115,6 +121,7 @@ export function findings(input: {
     counted: input.incarnations.reduce((n, inc) => n + inc.lastCounted, 0),
     prometheusIncrease: input.prometheusIncrease,
     countedTwice: [...loggedBy.values()].filter((n) => n > 1).length,
+    loggedByNone: input.runs.filter((r) => isTerminal(r) && !loggedBy.has(r.metadata.uid)).length,
     crashedProcesses: input.incarnations.filter((inc) => inc.ended === 'crashed').length,
     errorLines: input.incarnations.flatMap((inc) =>
       inc.errorLines.map((l) => `#${inc.incarnation}: ${l}`),
@@ -125,7 +132,7 @@ export function findings(input: {
 }
 
 /** The differences between a run's final status and its audit row. */
-function compare(run: AgentRun, row: AuditRow): string[] {
+export function compare(run: AgentRun, row: AuditRow): string[] {
   const s = run.status ?? {};
   const phase = s.phase ?? '';
   const expected: Record<string, unknown> = {
@@ -176,7 +183,7 @@ export function violations(f: Findings): string[] {
   add('runs without an audit row', f.missingRows);
   add('duplicate audit rows', f.duplicateRows);
   add('audit rows of unknown runs', f.strayRows);
-  add('audit fields differing from the final status', f.rowMismatches);
+  add('audit rows differing from the final status', f.rowMismatches);
   add('runs counted by two processes', f.countedTwice);
   add('operator processes that exited on their own', f.crashedProcesses);
   add('error or non-JSON log lines', f.errorLines);
@@ -215,7 +222,19 @@ export function detailLines(f: Findings): string[] {
     `- Outcomes: ${outcomes}.`,
     `- Webhook executions received by the agent: ${f.executions}; the same attempt executed twice: ${f.duplicateExecutions}; executions of an attempt the status does not record: ${f.unrecordedExecutions}. Runs whose status records a retry: ${f.retried}; ended Interrupted: ${f.interrupted}.`,
     `- Audit: ${f.created - f.missingRows.length} rows for ${f.created} runs, ${f.duplicateRows} duplicates, ${f.strayRows} stray, ${f.rowMismatches.length} differing from the final status; runs not Audited=True at the end: ${f.notAudited.length}.`,
-    `- \`agent_runs_total\` (sum of each process's last scrape, every 250 ms and right before each kill): ${perProcess}; total ${f.counted} of ${f.created} runs. Prometheus-style \`increase()\` over the same scrapes: ${f.prometheusIncrease}. Runs whose finish was logged (and counted) by two processes: ${f.countedTwice}.`,
+    `- \`agent_runs_total\` (sum of each process's last scrape, every 250 ms and right before each kill): ${perProcess}; total ${f.counted} of ${f.created} runs. Prometheus-style \`increase()\` over the same scrapes: ${f.prometheusIncrease}. Runs whose finish was logged (and counted) by two processes: ${f.countedTwice}; by none (the process that wrote it was killed before the answer came back, or before its log line was out): ${f.loggedByNone}.`,
     `- Operator processes that exited on their own: ${f.crashedProcesses}; error or non-JSON log lines: ${f.errorLines.length}; peak RSS of any process: ${f.maxRssMiB} MiB.`,
+    `- Warnings logged (other than failed runs): ${warningSummary(f.incarnations)}.`,
   ];
+}
+
+/** Each distinct warning with its count, errors' codes and messages shortened. */
+function warningSummary(incarnations: readonly IncarnationReport[]): string {
+  const counts = new Map<string, number>();
+  for (const w of incarnations.flatMap((i) => i.warnings)) {
+    const short = w.length > 200 ? `${w.slice(0, 200)}…` : w;
+    counts.set(short, (counts.get(short) ?? 0) + 1);
+  }
+  if (counts.size === 0) return 'none';
+  return [...counts].map(([w, n]) => `${n} × \`${w.replaceAll('`', "'")}\``).join('; ');
 }

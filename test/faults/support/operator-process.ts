@@ -26,6 +26,8 @@ export interface IncarnationReport {
   readonly lastCounted: number;
   /** Log lines at level error (50) or fatal (60), and lines that are not JSON (stack traces). */
   readonly errorLines: readonly string[];
+  /** Warnings other than the "run failed" lines, as `msg (err)`: what a fault looked like. */
+  readonly warnings: readonly string[];
   /** runIds of the one "run succeeded|failed|canceled" line per run this process logged. */
   readonly finishedRunIds: readonly string[];
   readonly maxRssBytes: number;
@@ -141,9 +143,10 @@ export class OperatorProcesses {
       const last = mine.at(-1);
       const lines = readLines(inc.proc.logFile);
       const errorLines: string[] = [];
+      const warnings: string[] = [];
       const finishedRunIds: string[] = [];
       for (const line of lines) {
-        let entry: { level?: number; msg?: string; runId?: string };
+        let entry: { level?: number; msg?: string; runId?: string; err?: unknown };
         try {
           entry = JSON.parse(line) as typeof entry;
         } catch {
@@ -151,6 +154,9 @@ export class OperatorProcesses {
           continue;
         }
         if ((entry.level ?? 0) >= 50) errorLines.push(line);
+        else if (entry.level === 40 && !entry.msg?.startsWith('run failed')) {
+          warnings.push(`${entry.msg} (${JSON.stringify(entry.err ?? null)})`);
+        }
         if (entry.runId && /^run (succeeded|failed|canceled):/.test(entry.msg ?? '')) {
           finishedRunIds.push(entry.runId);
         }
@@ -161,6 +167,7 @@ export class OperatorProcesses {
         ended,
         lastCounted: last ? sum(last.runsTotal) : 0,
         errorLines,
+        warnings,
         finishedRunIds,
         maxRssBytes: Math.max(0, ...mine.map((s) => s.rssBytes)),
         maxHeapUsedBytes: Math.max(0, ...mine.map((s) => s.heapUsedBytes)),
