@@ -77,23 +77,8 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
     );
     const creating = env.createBurst(RUNS);
 
-    // 1. Pending: not started yet (no status, or Pending/Queued).
-    await sleep(1_500);
-    const pending = (await env.runs.list())
-      .filter((r) => !deleted.has(r.metadata.name) && !claimed(r))
-      .slice(-PER_STAGE)
-      .map((r) => r.metadata.name);
-    await del(pending, 'pending');
-
-    // 2. Running: claimed and executing (slow or hanging agents hold the finalizer after 1 s).
-    const running = await waitForSome(async () =>
-      (await env.runs.list())
-        .filter((r) => !deleted.has(r.metadata.name) && r.status?.phase === 'Running')
-        .map((r) => r.metadata.name),
-    );
-    await del(running.slice(0, PER_STAGE), 'running');
-
-    // 3. The namespace, with runs in every stage.
+    // The namespace goes while its runs are running (the first 20 slots) or waiting.
+    await sleep(700);
     await env.kc.makeApiClient(CoreV1Api).deleteNamespace({ name: doomedNs });
     await env.kc.makeApiClient(CustomObjectsApi).deleteCollectionNamespacedCustomObject({
       group: GROUP,
@@ -102,8 +87,31 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
       plural: PLURAL,
     });
 
-    // 4. Queued for audit: PostgreSQL stopped, runs finish with their row queued, then deleted.
+    // Pending: not started yet (no status, or Pending/Queued).
+    await sleep(800);
+    const pending = (await env.runs.list())
+      .filter((r) => !deleted.has(r.metadata.name) && !claimed(r))
+      .slice(-PER_STAGE)
+      .map((r) => r.metadata.name);
+    await del(pending, 'pending');
+
+    // PostgreSQL stops now, while runs are still finishing, so that rows queue up: the runs
+    // deleted from here on wait for their rows too.
     await env.postgres.pause();
+    const pausedAt = Date.now();
+
+    // Running: claimed and executing (slow or hanging agents hold the finalizer after 1 s), or
+    // waiting to retry.
+    const running = await waitForSome(
+      async () =>
+        (await env.runs.list())
+          .filter((r) => !deleted.has(r.metadata.name) && r.status?.phase === 'Running')
+          .map((r) => r.metadata.name),
+      PER_STAGE / 2,
+    );
+    await del(running.slice(0, PER_STAGE), 'running');
+
+    // Queued for audit: finished while PostgreSQL is stopped, their row queued, then deleted.
     const unaudited = await waitForSome(
       async () =>
         (await env.runs.list())
@@ -250,13 +258,16 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
         '',
         '| runs | faults injected | runs lost | duplicate executions | missing / duplicate audit rows | rows differing from status | time to recover |',
         '| ---: | --- | ---: | ---: | ---: | ---: | --- |',
-        `| ${names.length + IN_DOOMED_NAMESPACE} | ${deleted.size} deletes (${[...new Set(deleted.values())].join(', ')}), 1 namespace of ${IN_DOOMED_NAMESPACE} runs deleted, PostgreSQL stopped ${((backAt - began) / 1000).toFixed(0)} s into the run | ${problems.filter((p) => /still exists|not terminal|never seen/.test(p)).length} | ${duplicateExecutions} | ${problems.filter((p) => /no audit row/.test(p)).length} / ${duplicateRows} | ${[...stageStats.values()].reduce((n, s) => n + s.mismatches, 0)} | ${((settledAt - backAt) / 1000).toFixed(1)} s |`,
+        `| ${names.length + IN_DOOMED_NAMESPACE} | ${deleted.size} deletes (${[...new Set(deleted.values())].join(', ')}), 1 namespace of ${IN_DOOMED_NAMESPACE} runs deleted, PostgreSQL stopped ${((backAt - pausedAt) / 1000).toFixed(0)} s meanwhile | ${problems.filter((p) => /still exists|not terminal|never seen/.test(p)).length} | ${duplicateExecutions} | ${problems.filter((p) => /no audit row/.test(p)).length} / ${duplicateRows} | ${[...stageStats.values()].reduce((n, s) => n + s.mismatches, 0)} | ${((settledAt - backAt) / 1000).toFixed(1)} s |`,
         '',
         ...table,
         '',
         `- Rows still saying \`running\` for a deleted run: ${runningRows}. Operator processes that exited on their own: ${crashed}; error or non-JSON log lines: ${errorLines.length}.`,
       ].join('\n'),
     );
+    for (const stage of ['pending', 'running', 'queued for audit']) {
+      if (![...deleted.values()].includes(stage)) problems.push(`no run was deleted ${stage}`);
+    }
     expect(problems).toEqual([]);
     expect(duplicateExecutions).toBe(0);
     expect(duplicateRows).toBe(0);
