@@ -11,7 +11,7 @@ import {
   isTerminal,
   writeScenarioBlock,
 } from './support/harness.ts';
-import { compare } from './support/invariants.ts';
+import { compare, MEMORY_LIMIT_MIB } from './support/invariants.ts';
 
 /**
  * Scenario 6 of issue 15: runs deleted while pending (not started), while running, and while
@@ -238,6 +238,7 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
     const reports = env.operators.reports();
     const errorLines = reports.flatMap((r) => r.errorLines);
     const crashed = reports.filter((r) => r.ended === 'crashed').length;
+    const maxRssMiB = Math.round(Math.max(0, ...reports.map((r) => r.maxRssBytes)) / 2 ** 20);
 
     const table = [
       '| stage | runs | audit rows | rows differing from the last status | rows by status/reason |',
@@ -262,7 +263,7 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
         '',
         ...table,
         '',
-        `- Rows still saying \`running\` for a deleted run: ${runningRows}. Operator processes that exited on their own: ${crashed}; error or non-JSON log lines: ${errorLines.length}.`,
+        `- Rows still saying \`running\` for a deleted run: ${runningRows}. Operator processes that exited on their own: ${crashed}; error or non-JSON log lines: ${errorLines.length}; peak RSS: ${maxRssMiB} MiB.`,
       ].join('\n'),
     );
     for (const stage of ['pending', 'running', 'queued for audit']) {
@@ -273,6 +274,7 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
     expect(duplicateRows).toBe(0);
     expect(crashed).toBe(0);
     expect(errorLines).toEqual([]);
+    expect(maxRssMiB).toBeLessThan(MEMORY_LIMIT_MIB);
   });
 });
 

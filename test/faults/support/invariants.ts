@@ -165,6 +165,9 @@ function ms(value: string | undefined): number | null {
   return value === undefined ? null : Date.parse(value);
 }
 
+/** The memory limit of the shipped Deployment (deploy/manager/manager.yaml): no process may reach it. */
+export const MEMORY_LIMIT_MIB = 512;
+
 /** The failures among the findings, as messages (empty: every invariant held). */
 export function violations(f: Findings): string[] {
   const out: string[] = [];
@@ -188,6 +191,11 @@ export function violations(f: Findings): string[] {
   add('operator processes that exited on their own', f.crashedProcesses);
   add('error or non-JSON log lines', f.errorLines);
   if (f.counted > f.created) out.push(`agent_runs_total counted ${f.counted} > ${f.created} runs`);
+  if (f.maxRssMiB >= MEMORY_LIMIT_MIB) {
+    out.push(
+      `peak RSS ${f.maxRssMiB} MiB, at or over the Deployment's ${MEMORY_LIMIT_MIB} MiB limit`,
+    );
+  }
   return out;
 }
 
