@@ -316,7 +316,13 @@ export class AgentRunReconciler {
       .then(
         () => {},
         (error: unknown) => {
-          if (error instanceof NotFoundError) return;
+          if (error instanceof NotFoundError) {
+            // Deleted after the attempt ended and before a Retrying status (and the finalizer
+            // that comes with it) landed: nobody will run or end it now. Its row said running
+            // since the claim; record how it ended, as the status would have said.
+            if (!isTerminal(status)) this.#recordDeleted(execution.key, run, status);
+            return;
+          }
           // Kept and written by the next reconcile of this key, which the enqueue below triggers
           // (the work queue backs off while the API server keeps failing).
           this.#unwritten.set(run.metadata.uid, status);
@@ -332,6 +338,16 @@ export class AgentRunReconciler {
         this.#options.enqueue(execution.key);
       });
     this.#inFlight.add(write);
+  }
+
+  /** The terminal audit row of a run deleted between attempts, without a status to write. */
+  #recordDeleted(key: string, run: AgentRun, status: AgentRunStatus): void {
+    const ended = terminalStatus(
+      { ...run, status },
+      { reason: Reason.Canceled, message: 'deleted before it finished' },
+      this.#now(),
+    );
+    void this.#audit?.queue(key, run, ended);
   }
 
   /** Resolves when every outcome write started so far has settled. */

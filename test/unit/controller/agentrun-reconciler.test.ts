@@ -247,6 +247,31 @@ describe('AgentRunReconciler: the audit row of an outcome', () => {
     expect(cluster.runs.has(key)).toBe(false);
   });
 
+  it('a run deleted between a failed attempt and its Retrying status gets a terminal Canceled row', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({ audit: audited(sink) });
+    const key = cluster.add(
+      agentRun({
+        metadata: { name: 'gone-retrying', uid: 'uid-gone-retrying' },
+        spec: {
+          agent: 'noop',
+          backoffLimit: 1,
+          params: { fail: 'boom', delayMs: 20 } as unknown as Record<string, never>,
+        },
+      }),
+    );
+    await reconciler.reconcile(key);
+    // Deleted (no finalizer yet) while the attempt runs; the attempt then fails.
+    cluster.remove(key);
+    await enqueued.next(key);
+    expect(sink.records.map((r) => `${r.status}/${r.reason}`)).toEqual([
+      'running/Running',
+      'running/Retrying',
+      'canceled/Canceled',
+    ]);
+    expect(sink.records.at(-1)).toMatchObject({ attempts: 1, error: 'boom' });
+  });
+
   it('a finished run found without its row (a restart) gets it queued again', async () => {
     const sink = new FakeSink();
     const first = fakeReconciler();
