@@ -146,6 +146,19 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
       await sleep(250);
     }
     const settledAt = Date.now();
+    // A run deleted without the finalizer is gone before its row: give the audit queue its time
+    // (bounded) to record how those ended, before the operator is stopped.
+    const deletedUids = new Set(
+      [...mainRec.versions, ...doomedRec.versions]
+        .filter(({ run }) => deleted.has(run.metadata.name) || run.metadata.namespace === doomedNs)
+        .map(({ run }) => run.metadata.uid),
+    );
+    const rowsDeadline = Date.now() + 30_000;
+    while (Date.now() < rowsDeadline) {
+      const rows = [...(await env.auditRows()), ...(await env.auditRows(doomedNs))];
+      if (!rows.some((r) => deletedUids.has(r.run_id) && r.status === 'running')) break;
+      await sleep(250);
+    }
     await sleep(500); // the watch delivers the last deletions
     await env.operators.stop();
     mainRec.stop();
