@@ -506,6 +506,11 @@ export class AgentRunReconciler {
   }
 
   #remember(run: AgentRun): void {
+    // A late answer to an earlier write (the finalizer #protect added while the handler ran,
+    // answered after the outcome's write) must not roll this process's view back: the run would
+    // look Running with nothing executing, and be ended again as Interrupted.
+    const known = this.#written.get(run.metadata.uid);
+    if (known && progress(known.status) > progress(run.status)) return;
     this.#written.set(run.metadata.uid, run);
   }
 

@@ -107,6 +107,30 @@ describe('AgentRunReconciler: an attempt from claim to outcome', () => {
     expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
   });
 
+  it('a finalizer write answered after the outcome does not make the run look interrupted', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler({ finalizerAfterMs: 5 });
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const addFinalizer = cluster.addFinalizer.bind(cluster);
+    cluster.addFinalizer = async (run, finalizer) => {
+      const answer = await addFinalizer(run, finalizer);
+      await gate; // the answer (status: Running) arrives late
+      return answer;
+    };
+    const key = cluster.add(noop('late', { delayMs: 40 }));
+    await reconciler.reconcile(key);
+    cluster.lagging = true; // the cache still shows the claim
+    await enqueued.next(key);
+    expect(cluster.runs.get(key)?.status?.phase).toBe('Succeeded');
+    release();
+    await new Promise((resolve) => setImmediate(resolve));
+    await reconciler.reconcile(key);
+    expect(cluster.runs.get(key)?.status?.phase).toBe('Succeeded');
+    expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
+  });
+
   it('a run deleted while its handler runs (no finalizer yet) has the handler aborted', async () => {
     const { cluster, reconciler, enqueued } = fakeReconciler();
     const key = cluster.add(noop('gone', { delayMs: 600_000 }));
