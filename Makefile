@@ -86,8 +86,13 @@ test-integration: $(DEPS) ## Run integration tests against a real control plane 
 FUZZ_RUNS ?= 5000
 
 .PHONY: test-faults
-test-faults: $(DEPS) ## Fault tests (docs/reliability.md): bad-input corpus against a real API server and operator, fuzz with FUZZ_RUNS=5000.
+test-faults: $(DEPS) ## Fault tests (docs/reliability.md): bad-input corpora against a real API server and operator, fuzz with FUZZ_RUNS=5000, then the fault scenarios.
 	$(WITH_ENVTEST) FUZZ_RUNS=$(FUZZ_RUNS) $(VITEST) run test/unit/faults test/integration/faults
+	$(MAKE) --no-print-directory test-faults-scenarios
+
+.PHONY: test-faults-scenarios
+test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, PostgreSQL kill -9, deletes), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
+	$(WITH_ENVTEST) $(VITEST) run --config vitest.faults.config.ts $(FILES)
 
 .PHONY: bench
 bench: $(DEPS) ## Burst, steady rates, memory and start-up with N finished runs; writes bench/results/ (docs/performance.md).

@@ -269,7 +269,8 @@ function hasToJson(value: object): value is { toJSON(): unknown } {
 /**
  * Whether `next` should replace `current` (two records of one run): a terminal record beats a
  * running one, then more attempts beat fewer; on a tie the newer (`next`) wins. The same order
- * the upsert enforces in the table, where in addition a terminal row is final.
+ * the upsert enforces in the table, where in addition a terminal row gives way only to a terminal
+ * record of a later decision (more attempts, or a later finishedAt).
  */
 export function supersedes(
   next: Pick<AuditRecord, 'status' | 'attempts'>,

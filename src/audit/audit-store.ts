@@ -59,10 +59,16 @@ const INSERT_COLUMNS: ReadonlyArray<readonly [string, string, (row: SanitisedRec
 
 /*
  * The upsert's conflict rule, which makes every write idempotent and replays harmless:
- * - a row is only ever updated while it says 'running': terminal rows are final, so a replayed
- *   start or a second finish changes nothing;
- * - a terminal record always replaces a running row; a running record replaces one only with at
- *   least as many attempts (a replayed older start cannot undo a retry);
+ * - a running record only ever updates a running row, and only with at least as many attempts
+ *   (a replayed older start cannot undo a retry, a start replayed after the finish changes
+ *   nothing);
+ * - a terminal record always replaces a running row. It replaces a terminal row only when it
+ *   comes from a later decision: more attempts, or as many and a later finished_at. That is an
+ *   operator killed after its terminal row committed and before the status write that ends the
+ *   run (the row goes first, so that Audited=True lands in that write): the next operator finds
+ *   the run Running and ends it otherwise (a retry, or Interrupted), and the row must follow the
+ *   status Kubernetes keeps. A replayed finish (the same finished_at) or an older one changes
+ *   nothing;
  * - attempts and started_at only move one way (the most attempts, the earliest start), and
  *   plan/user_email are filled in, never erased.
  */
@@ -84,8 +90,14 @@ ON CONFLICT (run_id) DO UPDATE SET
   user_email = COALESCE(EXCLUDED.user_email, agent_audit_log.user_email),
   dry_run = EXCLUDED.dry_run,
   updated_at = now()
-WHERE agent_audit_log.status = 'running'
-  AND (EXCLUDED.status <> 'running' OR EXCLUDED.attempts >= agent_audit_log.attempts)`;
+WHERE CASE
+  WHEN EXCLUDED.status = 'running'
+    THEN agent_audit_log.status = 'running' AND EXCLUDED.attempts >= agent_audit_log.attempts
+  WHEN agent_audit_log.status = 'running' THEN true
+  ELSE EXCLUDED.attempts > agent_audit_log.attempts
+    OR (EXCLUDED.attempts = agent_audit_log.attempts
+        AND EXCLUDED.finished_at > agent_audit_log.finished_at)
+END`;
 
 /**
  * One statement for any number of rows: one array parameter per column, zipped by unnest. Its

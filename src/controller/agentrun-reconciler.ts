@@ -311,12 +311,18 @@ export class AgentRunReconciler {
     if (!isTerminal(status)) void this.#audit?.queue(execution.key, run, status);
     const outcome = isTerminal(status)
       ? this.#writeTerminal(execution.key, run, status, artifacts)
-      : this.#write(run, status);
+      : this.#writeRetrying(execution.key, run, status);
     const write = outcome
       .then(
         () => {},
         (error: unknown) => {
-          if (error instanceof NotFoundError) return;
+          if (error instanceof NotFoundError) {
+            // Deleted after the attempt ended and before a Retrying status (and the finalizer
+            // that comes with it) landed: nobody will run or end it now. Its row said running
+            // since the claim; record how it ended, as the status would have said.
+            if (!isTerminal(status)) this.#recordDeleted(execution.key, run, status);
+            return;
+          }
           // Kept and written by the next reconcile of this key, which the enqueue below triggers
           // (the work queue backs off while the API server keeps failing).
           this.#unwritten.set(run.metadata.uid, status);
@@ -332,6 +338,16 @@ export class AgentRunReconciler {
         this.#options.enqueue(execution.key);
       });
     this.#inFlight.add(write);
+  }
+
+  /** The terminal audit row of a run deleted between attempts, without a status to write. */
+  #recordDeleted(key: string, run: AgentRun, status: AgentRunStatus): void {
+    const ended = terminalStatus(
+      { ...run, status },
+      { reason: Reason.Canceled, message: 'deleted before it finished' },
+      this.#now(),
+    );
+    void this.#audit?.queue(key, run, ended);
   }
 
   /** Resolves when every outcome write started so far has settled. */
@@ -367,6 +383,18 @@ export class AgentRunReconciler {
     // The row may have landed while the status was being written.
     if (audit.isCommitted(run.metadata.uid)) this.#options.enqueue(key);
     return written;
+  }
+
+  /**
+   * An attempt failed and a retry is due. Until it starts nothing executes, so without the
+   * finalizer a deletion would let the run go with no outcome, and its audit row (written at the
+   * claim) would say `running` forever. Held first (best effort, as for a pending row), the run
+   * deleted while it waits ends Canceled, recorded, before the object goes. Only with auditing
+   * on: the finalizer is there for the row, and it costs two writes per retried run.
+   */
+  async #writeRetrying(key: string, run: AgentRun, status: AgentRunStatus): Promise<AgentRun> {
+    if (this.#audit) await this.#holdForAudit(key, run);
+    return this.#write(run, status);
   }
 
   #audited(run: AgentRun, reason: AuditReason, message: string): AgentRunStatus {
@@ -478,6 +506,11 @@ export class AgentRunReconciler {
   }
 
   #remember(run: AgentRun): void {
+    // A late answer to an earlier write (the finalizer #protect added while the handler ran,
+    // answered after the outcome's write) must not roll this process's view back: the run would
+    // look Running with nothing executing, and be ended again as Interrupted.
+    const known = this.#written.get(run.metadata.uid);
+    if (known && progress(known.status) > progress(run.status)) return;
     this.#written.set(run.metadata.uid, run);
   }
 

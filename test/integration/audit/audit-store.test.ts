@@ -178,6 +178,40 @@ describe('idempotent replays', () => {
     expect(await count()).toBe(1);
   });
 
+  it('a later decision replaces a terminal row: a retry, or Interrupted after the row of a killed process', async () => {
+    // The killed process's row committed; its status write never happened.
+    await store.upsert([finish('r1')]);
+    const later = new Date(T1.getTime() + 2_000);
+    await store.upsert([
+      finish('r1', {
+        status: 'failed',
+        reason: 'Interrupted',
+        error: 'attempt 1 was interrupted',
+        finishedAt: later,
+        durationMs: 3_250,
+      }),
+    ]);
+    expect(await rowsOf('r1')).toEqual([
+      expect.objectContaining({
+        status: 'failed',
+        reason: 'Interrupted',
+        attempts: 1,
+        finished_at: later,
+        duration_ms: 3_250,
+      }),
+    ]);
+    // A retry (more attempts) wins even with an earlier clock; an older finish replayed does not.
+    await store.upsert([finish('r2')]);
+    await store.upsert([finish('r2', { attempts: 2, finishedAt: T0, durationMs: 0 })]);
+    await store.upsert([finish('r2', { status: 'failed', error: 'replayed old finish' })]);
+    expect(await rowsOf('r2')).toEqual([
+      expect.objectContaining({ status: 'succeeded', attempts: 2, finished_at: T0 }),
+    ]);
+    // A start never replaces a terminal row, with whatever attempts.
+    await store.upsert([start('r2', { attempts: 3 })]);
+    expect(await rowsOf('r2')).toEqual([expect.objectContaining({ status: 'succeeded' })]);
+  });
+
   it('a finish without a start inserts a complete row; its start arriving later is ignored', async () => {
     await store.upsert([finish('r1')]);
     await store.upsert([start('r1')]);

@@ -107,6 +107,30 @@ describe('AgentRunReconciler: an attempt from claim to outcome', () => {
     expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
   });
 
+  it('a finalizer write answered after the outcome does not make the run look interrupted', async () => {
+    const { cluster, reconciler, enqueued } = fakeReconciler({ finalizerAfterMs: 5 });
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const addFinalizer = cluster.addFinalizer.bind(cluster);
+    cluster.addFinalizer = async (run, finalizer) => {
+      const answer = await addFinalizer(run, finalizer);
+      await gate; // the answer (status: Running) arrives late
+      return answer;
+    };
+    const key = cluster.add(noop('late', { delayMs: 40 }));
+    await reconciler.reconcile(key);
+    cluster.lagging = true; // the cache still shows the claim
+    await enqueued.next(key);
+    expect(cluster.runs.get(key)?.status?.phase).toBe('Succeeded');
+    release();
+    await new Promise((resolve) => setImmediate(resolve));
+    await reconciler.reconcile(key);
+    expect(cluster.runs.get(key)?.status?.phase).toBe('Succeeded');
+    expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
+  });
+
   it('a run deleted while its handler runs (no finalizer yet) has the handler aborted', async () => {
     const { cluster, reconciler, enqueued } = fakeReconciler();
     const key = cluster.add(noop('gone', { delayMs: 600_000 }));
@@ -210,6 +234,66 @@ describe('AgentRunReconciler: the audit row of an outcome', () => {
     expect(lost).toBe(1);
     await reconciler.reconcile(key);
     expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([]);
+  });
+
+  it('a run waiting to retry holds the finalizer: deleted then, it ends Canceled and recorded', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({ audit: audited(sink) });
+    const key = cluster.add(
+      agentRun({
+        metadata: { name: 'retrying', uid: 'uid-retrying' },
+        spec: {
+          agent: 'noop',
+          backoffLimit: 1,
+          params: { fail: 'boom' } as unknown as Record<string, never>,
+        },
+      }),
+    );
+    await reconciler.reconcile(key);
+    await enqueued.next(key);
+    expect(cluster.reasonOf(key)).toBe('Retrying');
+    // Held before the Retrying status: nothing executes now, and the row says running.
+    expect(cluster.runs.get(key)?.metadata.finalizers).toEqual([FINALIZER]);
+    expect(sink.records.map((r) => r.status)).toEqual(['running', 'running']);
+
+    await cluster.delete(cluster.runs.get(key) as AgentRun);
+    expect(cluster.runs.get(key)?.metadata.deletionTimestamp).toBeDefined();
+    const original = sink.write.bind(sink);
+    sink.write = (record) => {
+      const committed = original(record);
+      sink.settle(record.runId);
+      return committed;
+    };
+    await reconciler.reconcile(key);
+    expect(cluster.reasonOf(key)).toBe('Canceled');
+    expect(sink.records.at(-1)).toMatchObject({ status: 'canceled', reason: 'Canceled' });
+    await reconciler.reconcile(key);
+    expect(cluster.runs.has(key)).toBe(false);
+  });
+
+  it('a run deleted between a failed attempt and its Retrying status gets a terminal Canceled row', async () => {
+    const sink = new FakeSink();
+    const { cluster, reconciler, enqueued } = fakeReconciler({ audit: audited(sink) });
+    const key = cluster.add(
+      agentRun({
+        metadata: { name: 'gone-retrying', uid: 'uid-gone-retrying' },
+        spec: {
+          agent: 'noop',
+          backoffLimit: 1,
+          params: { fail: 'boom', delayMs: 20 } as unknown as Record<string, never>,
+        },
+      }),
+    );
+    await reconciler.reconcile(key);
+    // Deleted (no finalizer yet) while the attempt runs; the attempt then fails.
+    cluster.remove(key);
+    await enqueued.next(key);
+    expect(sink.records.map((r) => `${r.status}/${r.reason}`)).toEqual([
+      'running/Running',
+      'running/Retrying',
+      'canceled/Canceled',
+    ]);
+    expect(sink.records.at(-1)).toMatchObject({ attempts: 1, error: 'boom' });
   });
 
   it('a finished run found without its row (a restart) gets it queued again', async () => {
