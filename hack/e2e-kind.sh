@@ -81,6 +81,29 @@ step "sample AgentRun"
 "$KUBECTL" wait --for=condition=Succeeded agentrun/hello --timeout=120s
 "$KUBECTL" get agentruns -o wide
 
+step "http.check refuses cluster-internal targets by default"
+# The default install names no httpCheck.allowedHosts: the cloud metadata address is refused at
+# plan time, the API server's own Service (a name) when the attempt runs, before anything is
+# sent (docs/handlers.md, "What http.check may reach").
+for target in metadata=http://169.254.169.254/latest/meta-data/ apiserver=https://kubernetes.default.svc/version; do
+  "$KUBECTL" apply -f - <<EOF
+apiVersion: agents.applylens.io/v1alpha1
+kind: AgentRun
+metadata:
+  name: ssrf-${target%%=*}
+spec:
+  agent: http.check
+  objective: must be refused by the default http.check policy
+  dryRun: false
+  params:
+    url: ${target#*=}
+EOF
+  "$KUBECTL" wait --for=jsonpath='{.status.phase}'=Failed "agentrun/ssrf-${target%%=*}" --timeout=120s
+  "$KUBECTL" get agentrun "ssrf-${target%%=*}" \
+    -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].message}{"\n"}{.status.error}{"\n"}' |
+    grep "blocked by the operator's http.check policy"
+done
+
 step "audit row in PostgreSQL"
 uid=$("$KUBECTL" get agentrun hello -o jsonpath='{.metadata.uid}')
 for _ in $(seq 30); do
