@@ -15,6 +15,10 @@ export interface Scrape {
   readonly runsTotal: ReadonlyMap<string, number>;
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
+  /** Sum of controller_runtime_reconcile_total over its results. */
+  readonly reconciles: number;
+  /** process_cpu_seconds_total. */
+  readonly cpuSeconds: number;
 }
 
 /** What one operator process left behind, read from its log and its scrapes. */
@@ -32,6 +36,9 @@ export interface IncarnationReport {
   readonly finishedRunIds: readonly string[];
   readonly maxRssBytes: number;
   readonly maxHeapUsedBytes: number;
+  /** controller_runtime_reconcile_total (all results) and CPU seconds at its last scrape. */
+  readonly reconciles: number;
+  readonly cpuSeconds: number;
 }
 
 /**
@@ -171,6 +178,8 @@ export class OperatorProcesses {
         finishedRunIds,
         maxRssBytes: Math.max(0, ...mine.map((s) => s.rssBytes)),
         maxHeapUsedBytes: Math.max(0, ...mine.map((s) => s.heapUsedBytes)),
+        reconciles: last?.reconciles ?? 0,
+        cpuSeconds: last?.cpuSeconds ?? 0,
       };
     });
   }
@@ -218,7 +227,13 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
   const runsTotal = new Map<string, number>();
   let rssBytes = 0;
   let heapUsedBytes = 0;
+  let reconciles = 0;
+  let cpuSeconds = 0;
   for (const line of text.split('\n')) {
+    const reconcile = /^controller_runtime_reconcile_total\{.*\} (\S+)$/.exec(line);
+    if (reconcile) reconciles += Number(reconcile[1]);
+    const cpu = /^process_cpu_seconds_total (\S+)$/.exec(line);
+    if (cpu) cpuSeconds = Number(cpu[1]);
     const total = /^agent_runs_total\{(.*)\} (\S+)$/.exec(line);
     if (total) {
       const labels = Object.fromEntries(
@@ -232,7 +247,7 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
     const heap = /^nodejs_heap_size_used_bytes (\S+)$/.exec(line);
     if (heap) heapUsedBytes = Number(heap[1]);
   }
-  return { runsTotal, rssBytes, heapUsedBytes };
+  return { runsTotal, rssBytes, heapUsedBytes, reconciles, cpuSeconds };
 }
 
 function sum(values: ReadonlyMap<string, number>): number {
