@@ -153,15 +153,17 @@ export class OperatorProcesses {
       const warnings: string[] = [];
       const finishedRunIds: string[] = [];
       for (const line of lines) {
-        let entry: { level?: number; msg?: string; runId?: string; err?: unknown };
+        let entry: { level?: number | string; msg?: string; runId?: string; err?: unknown };
         try {
           entry = JSON.parse(line) as typeof entry;
         } catch {
           errorLines.push(line);
           continue;
         }
-        if ((entry.level ?? 0) >= 50) errorLines.push(line);
-        else if (entry.level === 40 && !entry.msg?.startsWith('run failed')) {
+        // The operator logs level labels ("error"); numbers (50) are pino's default.
+        const level = levelNumber(entry.level);
+        if (level >= 50) errorLines.push(line);
+        else if (level === 40 && !entry.msg?.startsWith('run failed')) {
           warnings.push(`${entry.msg} (${JSON.stringify(entry.err ?? null)})`);
         }
         if (entry.runId && /^run (succeeded|failed|canceled):/.test(entry.msg ?? '')) {
@@ -248,6 +250,20 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
     if (heap) heapUsedBytes = Number(heap[1]);
   }
   return { runsTotal, rssBytes, heapUsedBytes, reconciles, cpuSeconds };
+}
+
+const LEVELS: Record<string, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+};
+
+function levelNumber(level: number | string | undefined): number {
+  if (typeof level === 'number') return level;
+  return LEVELS[level ?? ''] ?? 0;
 }
 
 function sum(values: ReadonlyMap<string, number>): number {
