@@ -156,8 +156,24 @@ export class FaultEnvironment {
     return names;
   }
 
+  /**
+   * Lists the runs, trying again for up to 30 s on an error: an API server that was just started
+   * again answers 429 ("storage is (re)initializing") for a moment after its /readyz.
+   */
+  async listRuns(): Promise<AgentRun[]> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        return await this.runs.list();
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await sleep(250);
+      }
+    }
+  }
+
   async terminalCount(): Promise<{ terminal: number; total: number; list: AgentRun[] }> {
-    const list = await this.runs.list();
+    const list = await this.listRuns();
     return { terminal: list.filter(isTerminal).length, total: list.length, list };
   }
 
@@ -181,7 +197,7 @@ export class FaultEnvironment {
   async settle(timeoutMs: number): Promise<{ list: AgentRun[]; settled: boolean; at: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const list = await this.runs.list();
+      const list = await this.listRuns();
       const done = list.every((r) => isTerminal(r) && audited(r) === 'Recorded');
       if (done || Date.now() > deadline) return { list, settled: done, at: Date.now() };
       await sleep(250);

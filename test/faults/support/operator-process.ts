@@ -15,6 +15,10 @@ export interface Scrape {
   readonly runsTotal: ReadonlyMap<string, number>;
   readonly rssBytes: number;
   readonly heapUsedBytes: number;
+  /** Sum of controller_runtime_reconcile_total over its results. */
+  readonly reconciles: number;
+  /** process_cpu_seconds_total. */
+  readonly cpuSeconds: number;
 }
 
 /** What one operator process left behind, read from its log and its scrapes. */
@@ -32,6 +36,9 @@ export interface IncarnationReport {
   readonly finishedRunIds: readonly string[];
   readonly maxRssBytes: number;
   readonly maxHeapUsedBytes: number;
+  /** controller_runtime_reconcile_total (all results) and CPU seconds at its last scrape. */
+  readonly reconciles: number;
+  readonly cpuSeconds: number;
 }
 
 /**
@@ -146,15 +153,17 @@ export class OperatorProcesses {
       const warnings: string[] = [];
       const finishedRunIds: string[] = [];
       for (const line of lines) {
-        let entry: { level?: number; msg?: string; runId?: string; err?: unknown };
+        let entry: { level?: number | string; msg?: string; runId?: string; err?: unknown };
         try {
           entry = JSON.parse(line) as typeof entry;
         } catch {
           errorLines.push(line);
           continue;
         }
-        if ((entry.level ?? 0) >= 50) errorLines.push(line);
-        else if (entry.level === 40 && !entry.msg?.startsWith('run failed')) {
+        // The operator logs level labels ("error"); numbers (50) are pino's default.
+        const level = levelNumber(entry.level);
+        if (level >= 50) errorLines.push(line);
+        else if (level === 40 && !entry.msg?.startsWith('run failed')) {
           warnings.push(`${entry.msg} (${JSON.stringify(entry.err ?? null)})`);
         }
         if (entry.runId && /^run (succeeded|failed|canceled):/.test(entry.msg ?? '')) {
@@ -171,6 +180,8 @@ export class OperatorProcesses {
         finishedRunIds,
         maxRssBytes: Math.max(0, ...mine.map((s) => s.rssBytes)),
         maxHeapUsedBytes: Math.max(0, ...mine.map((s) => s.heapUsedBytes)),
+        reconciles: last?.reconciles ?? 0,
+        cpuSeconds: last?.cpuSeconds ?? 0,
       };
     });
   }
@@ -218,7 +229,13 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
   const runsTotal = new Map<string, number>();
   let rssBytes = 0;
   let heapUsedBytes = 0;
+  let reconciles = 0;
+  let cpuSeconds = 0;
   for (const line of text.split('\n')) {
+    const reconcile = /^controller_runtime_reconcile_total\{.*\} (\S+)$/.exec(line);
+    if (reconcile) reconciles += Number(reconcile[1]);
+    const cpu = /^process_cpu_seconds_total (\S+)$/.exec(line);
+    if (cpu) cpuSeconds = Number(cpu[1]);
     const total = /^agent_runs_total\{(.*)\} (\S+)$/.exec(line);
     if (total) {
       const labels = Object.fromEntries(
@@ -232,7 +249,21 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
     const heap = /^nodejs_heap_size_used_bytes (\S+)$/.exec(line);
     if (heap) heapUsedBytes = Number(heap[1]);
   }
-  return { runsTotal, rssBytes, heapUsedBytes };
+  return { runsTotal, rssBytes, heapUsedBytes, reconciles, cpuSeconds };
+}
+
+const LEVELS: Record<string, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+};
+
+function levelNumber(level: number | string | undefined): number {
+  if (typeof level === 'number') return level;
+  return LEVELS[level ?? ''] ?? 0;
 }
 
 function sum(values: ReadonlyMap<string, number>): number {

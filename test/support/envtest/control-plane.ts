@@ -91,7 +91,7 @@ export class ControlPlane {
       processes.push(etcd);
 
       const server = `https://127.0.0.1:${apiPort}`;
-      const apiserver = ManagedProcess.start({
+      const apiserverOptions = {
         name: 'kube-apiserver',
         command: binaries.kubeApiserver,
         args: [
@@ -115,7 +115,8 @@ export class ControlPlane {
           ...(options.apiserverArgs ?? []),
         ],
         logFile: join(dir, 'kube-apiserver.log'),
-      });
+      };
+      const apiserver = ManagedProcess.start(apiserverOptions);
       processes.push(apiserver);
 
       await waitFor(
@@ -154,17 +155,52 @@ export class ControlPlane {
         timeoutMs,
       });
 
-      return new ControlPlane(
+      const plane = new ControlPlane(
         { dir, server, caData, adminKubeconfig, clientCa, kubectl: binaries.kubectl },
         processes,
         cancelWatchdog,
       );
+      plane.#restartApiserver = async (n: number) => {
+        const next = ManagedProcess.start({
+          ...apiserverOptions,
+          logFile: join(dir, `kube-apiserver-${n}.log`),
+        });
+        processes[processes.length - 1] = next;
+        await waitFor(
+          `kube-apiserver /readyz on ${server} again`,
+          async () => {
+            next.assertRunning();
+            const status = await httpsStatus(`${server}/readyz`, caData);
+            if (status === 200) return true;
+            throw new Error(`/readyz answered ${status}`);
+          },
+          { timeoutMs, intervalMs: 50 },
+        );
+      };
+      return plane;
     } catch (error) {
       await stopAll(processes);
       cancelWatchdog();
       rmSync(dir, { recursive: true, force: true });
       throw error;
     }
+  }
+
+  #restartApiserver: ((n: number) => Promise<void>) | undefined;
+  #apiserverStarts = 1;
+
+  /** Stops kube-apiserver alone (SIGTERM); etcd keeps its data. `startApiserver()` undoes it. */
+  async stopApiserver(): Promise<void> {
+    await this.processes.at(-1)?.stop();
+  }
+
+  /**
+   * Starts kube-apiserver again with the same flags, port, certificates and etcd (so clients
+   * reconnect with what they have), and waits for its /readyz.
+   */
+  async startApiserver(): Promise<void> {
+    this.#apiserverStarts += 1;
+    await this.#restartApiserver?.(this.#apiserverStarts);
   }
 
   /** Stops kube-apiserver, then etcd, and removes the working directory. Idempotent. */
