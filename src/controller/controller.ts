@@ -7,7 +7,7 @@ import { WorkQueue, type WorkQueueMetrics } from '../kube/workqueue.ts';
 import type { WritePriority } from '../kube/write-priority.ts';
 import type { Logger } from '../util/log.ts';
 import { AgentRunReconciler, type RunEvents } from './agentrun-reconciler.ts';
-import { ConflictError, KubeAgentRunWriter } from './agentrun-writer.ts';
+import { ConflictError, KubeAgentRunWriter, NotFoundError } from './agentrun-writer.ts';
 import type { RunAudit } from './audit-tracker.ts';
 import { agentRunCacheTransform } from './cache-transform.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
@@ -150,7 +150,9 @@ export class AgentRunController {
         }
       } catch (error) {
         result = 'error';
-        if (error instanceof ConflictError) {
+        // A conflict (the cache was behind) or a run deleted meanwhile is routine, as for
+        // controller-runtime reconcilers that ignore NotFound: the next reconcile sees it.
+        if (error instanceof ConflictError || error instanceof NotFoundError) {
           this.#options.logger.debug({ key }, error.message);
         } else {
           this.#options.logger.error(

@@ -281,7 +281,7 @@ describe('scenario 6: deletes at every stage, and a namespace deleted with runs 
         '',
         ...table,
         '',
-        `- Rows still saying \`running\` for a deleted run: ${runningRows}. Operator processes that exited on their own: ${crashed}; error or non-JSON log lines: ${errorLines.length}, and ${goneLines.length} error lines \`reconcile failed; retrying with backoff\` for a status or finalizer write that found the run deleted (NotFound; known and not fixed, see below); peak RSS: ${maxRssMiB} MiB.`,
+        `- Rows still saying \`running\` for a deleted run: ${runningRows}. Operator processes that exited on their own: ${crashed}; error or non-JSON log lines: ${errorLines.length}, and ${goneLines.length} error lines \`reconcile failed; retrying with backoff\` for a status or finalizer write that found the run deleted (NotFound, see below); peak RSS: ${maxRssMiB} MiB.`,
       ].join('\n'),
     );
     for (const stage of ['pending', 'running', 'queued for audit']) {
