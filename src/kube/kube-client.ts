@@ -20,7 +20,10 @@ export interface RequestOptions {
   readonly contentType?: string | undefined;
   /** Aborts the request (and reading its answer); it rejects with the signal's reason. */
   readonly signal?: AbortSignal | undefined;
-  /** Gives up after this long, rejecting with a TimeoutError; default none. */
+  /**
+   * Gives up after this long, rejecting with a TimeoutError; default the client's
+   * `requestTimeoutMs`; 0: never.
+   */
   readonly timeoutMs?: number | undefined;
 }
 
@@ -43,7 +46,17 @@ export interface KubeClientOptions {
    * show; default none (Node sends none).
    */
   readonly userAgent?: string | undefined;
+  /**
+   * How long a request (not a watch) may take, answer included, before it fails with a
+   * TimeoutError; default 60 s, the API server's own --request-timeout; 0: no limit. Without it a
+   * request on a connection that died in silence (a partition, a lost load balancer) waits for
+   * the kernel's retransmission timeout, a quarter of an hour, holding its worker; client-go
+   * bounds the same case with HTTP/2 health-check pings.
+   */
+  readonly requestTimeoutMs?: number | undefined;
 }
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 const ACCEPT = 'application/json, */*;q=0.8';
 
@@ -73,6 +86,7 @@ export class KubeClient {
   readonly #host: string;
   readonly #onResponse: OnResponse | undefined;
   readonly #userAgent: string | undefined;
+  readonly #requestTimeoutMs: number;
 
   constructor(access: ClusterAccess, options: KubeClientOptions = {}) {
     this.access = access;
@@ -85,6 +99,7 @@ export class KubeClient {
     this.#host = url.host;
     this.#onResponse = options.onResponse ? safeOnResponse(options.onResponse) : undefined;
     this.#userAgent = options.userAgent;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const { tls } = access;
     this.#agent = secure
       ? new HttpsAgent({
@@ -115,12 +130,13 @@ export class KubeClient {
    * when aborted or timed out, and with Node's network error when no answer came.
    */
   async request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? this.#requestTimeoutMs;
     const signal =
-      options.timeoutMs === undefined
+      timeoutMs === 0
         ? options.signal
         : options.signal
-          ? AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)])
-          : AbortSignal.timeout(options.timeoutMs);
+          ? AbortSignal.any([options.signal, AbortSignal.timeout(timeoutMs)])
+          : AbortSignal.timeout(timeoutMs);
     const response = await this.#start(method, path, options, signal, undefined);
     const text = await readText(response, signal);
     const status = response.statusCode ?? 0;

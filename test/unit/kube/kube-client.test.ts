@@ -181,6 +181,25 @@ describe('KubeClient.request', () => {
     expect(describeKubeError(timedOut)).toBe('the request timed out');
   });
 
+  it('bounds every request by the client’s requestTimeoutMs unless the request says otherwise', async () => {
+    // A connection that went silent (a partition): the server took the request and says nothing.
+    const { base } = await serve(() => {});
+    const kube = new KubeClient(
+      { server: base, tls: { rejectUnauthorized: true }, namespace: undefined, auth: NO_AUTH },
+      { requestTimeoutMs: 50 },
+    );
+    clients.push(kube);
+    const timedOut = await rejection(kube.request('PATCH', '/silent', { body: '{}' }));
+    expect(timedOut.name).toBe('TimeoutError');
+    // 0 lifts the limit for one request: it is still waiting when aborted well after 50 ms.
+    const controller = new AbortController();
+    const unlimited = rejection(
+      kube.request('GET', '/silent', { timeoutMs: 0, signal: controller.signal }),
+    );
+    setTimeout(() => controller.abort(), 200);
+    expect((await unlimited).name).toBe('AbortError');
+  });
+
   it('reuses one keep-alive connection for sequential requests', async () => {
     const { base, seen } = await serve((_req, res) => json(res, 200, {}));
     const kube = client(base);
