@@ -9,7 +9,7 @@ import type { AgentRun } from '../../../src/api/agentrun.ts';
 import { ConditionType, findCondition } from '../../../src/api/conditions.ts';
 import { AgentRuns, type SpecInput } from '../../support/agentruns.ts';
 import { installCrd } from '../../support/crds.ts';
-import { ControlPlane } from '../../support/envtest/control-plane.ts';
+import { ControlPlane, type ControlPlaneOptions } from '../../support/envtest/control-plane.ts';
 import { adminKubeConfig } from '../../support/envtest/users.ts';
 import { createNamespace } from '../../support/kube.ts';
 import { createDatabase } from '../../support/postgres/databases.ts';
@@ -54,10 +54,14 @@ export class FaultEnvironment {
     this.operators = parts.operators;
   }
 
-  static async start(name: string, env: Record<string, string> = {}): Promise<FaultEnvironment> {
+  static async start(
+    name: string,
+    env: Record<string, string> = {},
+    planeOptions: ControlPlaneOptions = {},
+  ): Promise<FaultEnvironment> {
     const dir = mkdtempSync(join(tmpdir(), `agentrun-faults-${name}-`));
     const [plane, postgres, agent] = await Promise.all([
-      ControlPlane.start(),
+      ControlPlane.start(planeOptions),
       PostgresServer.start(),
       WebhookAgent.start(),
     ]);

@@ -223,8 +223,12 @@ export function detailLines(f: Findings): string[] {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
+  const replicas = new Set(f.incarnations.map((i) => i.replica)).size;
   const perProcess = f.incarnations
-    .map((i) => `#${i.incarnation} ${i.ended} ${i.lastCounted}`)
+    .map(
+      (i) =>
+        `#${i.incarnation}${replicas > 1 ? ` (replica ${i.replica})` : ''} ${i.ended} ${i.lastCounted}`,
+    )
     .join(', ');
   return [
     `- Outcomes: ${outcomes}.`,

@@ -10,6 +10,8 @@ const CLI = new URL('../../../src/cli/main.ts', import.meta.url).pathname;
 /** One scrape of an operator's /metrics: the agent_runs_total series and memory. */
 export interface Scrape {
   readonly incarnation: number;
+  /** The replica (pod) the process ran as: restarts of one replica continue its series. */
+  readonly replica: string;
   readonly at: number;
   /** `agent|status` -> value of agent_runs_total. */
   readonly runsTotal: ReadonlyMap<string, number>;
@@ -19,11 +21,14 @@ export interface Scrape {
   readonly reconciles: number;
   /** process_cpu_seconds_total. */
   readonly cpuSeconds: number;
+  /** leader_election_master_status: 1 while it leads, 0 on standby; absent without election. */
+  readonly leader: number | undefined;
 }
 
 /** What one operator process left behind, read from its log and its scrapes. */
 export interface IncarnationReport {
   readonly incarnation: number;
+  readonly replica: string;
   /** How it ended: killed by the suite, stopped at the end, or exited by itself (a crash). */
   readonly ended: 'killed' | 'stopped' | 'crashed' | 'running';
   /** Sum of agent_runs_total at its last scrape. */
@@ -53,6 +58,7 @@ export class OperatorProcesses {
   readonly #scrapeEveryMs: number;
   readonly #incarnations: Array<{
     proc: ManagedProcess;
+    replica: string;
     metricsPort: number;
     ended: IncarnationReport['ended'];
   }> = [];
@@ -73,24 +79,30 @@ export class OperatorProcesses {
     return this.#incarnations.at(-1)?.proc;
   }
 
-  /** Starts a new incarnation and waits for /readyz; returns when it is ready (ms since epoch). */
-  async start(): Promise<number> {
+  /**
+   * Starts a new incarnation and waits for /readyz; returns when it is ready (ms since epoch).
+   * `replica` names the pod it plays (default `a`): several replicas may run at once, and a
+   * restart of one continues its counter series, as a container restarted in its pod does.
+   * `extraEnv` adds to (or overrides) the environment given to the constructor.
+   */
+  async start(replica = 'a', extraEnv: Record<string, string> = {}): Promise<number> {
     const healthPort = await freePort();
     const metricsPort = await freePort();
     const n = this.#incarnations.length + 1;
     const proc = ManagedProcess.start({
-      name: `operator #${n}`,
+      name: `operator #${n} (replica ${replica})`,
       command: process.execPath,
       args: [CLI, 'run'],
       logFile: join(this.#dir, `operator-${n}.log`),
       env: {
         ...process.env,
         ...this.#env,
+        ...extraEnv,
         HEALTH_PROBE_BIND_ADDRESS: `127.0.0.1:${healthPort}`,
         METRICS_BIND_ADDRESS: `127.0.0.1:${metricsPort}`,
       },
     });
-    this.#incarnations.push({ proc, metricsPort, ended: 'running' });
+    this.#incarnations.push({ proc, replica, metricsPort, ended: 'running' });
     await waitFor(
       `${proc.name} /readyz`,
       async () => {
@@ -105,11 +117,11 @@ export class OperatorProcesses {
   }
 
   /**
-   * Scrapes the current incarnation once more (so the last sample is as late as possible), then
-   * SIGKILLs it: no shutdown code runs, like an OOM kill or a node failure.
+   * Scrapes once more (so the last sample is as late as possible), then SIGKILLs incarnation `n`
+   * (default the newest): no shutdown code runs, like an OOM kill or a node failure.
    */
-  async kill(): Promise<void> {
-    const current = this.#incarnations.at(-1);
+  async kill(n = this.#incarnations.length): Promise<void> {
+    const current = this.#incarnations[n - 1];
     if (!current) return;
     await this.#scrapeOnce().catch(() => {});
     current.proc.assertRunning();
@@ -124,16 +136,37 @@ export class OperatorProcesses {
     );
   }
 
-  /** A last scrape, then a clean stop (SIGTERM) of the current incarnation and the scrape loop. */
+  /** A last scrape, then a clean stop (SIGTERM) of every running incarnation and the scrapes. */
   async stop(): Promise<void> {
-    const current = this.#incarnations.at(-1);
-    if (current && !current.proc.hasExited) {
-      await this.#scrapeOnce().catch(() => {});
-      current.ended = 'stopped';
-    }
+    const running = this.#incarnations.filter((inc) => !inc.proc.hasExited);
+    await this.#scrapeOnce().catch(() => {});
+    for (const inc of running) if (inc.ended === 'running') inc.ended = 'stopped';
     this.#closed = true;
     await this.#scraping;
-    await current?.proc.stop(15_000);
+    await Promise.all(running.map((inc) => inc.proc.stop(15_000)));
+  }
+
+  /** The incarnations running now (not exited), by number. */
+  running(): number[] {
+    return this.#incarnations.flatMap((inc, i) => (inc.proc.hasExited ? [] : [i + 1]));
+  }
+
+  /**
+   * The incarnation that says it leads (leader_election_master_status 1), asked now; undefined
+   * when none does (an election in progress) or on a failed scrape.
+   */
+  async leader(): Promise<number | undefined> {
+    for (const n of this.running()) {
+      const inc = this.#incarnations[n - 1];
+      if (!inc) continue;
+      const text = await fetch(`http://127.0.0.1:${inc.metricsPort}/metrics`, {
+        signal: AbortSignal.timeout(2_000),
+      })
+        .then((r) => r.text())
+        .catch(() => '');
+      if (parseMetrics(text).leader === 1) return n;
+    }
+    return undefined;
   }
 
   /** Which incarnations exited without being killed or stopped by the suite. */
@@ -173,6 +206,7 @@ export class OperatorProcesses {
       const ended = inc.ended === 'running' && inc.proc.hasExited ? 'crashed' : inc.ended;
       return {
         incarnation: n,
+        replica: inc.replica,
         ended,
         lastCounted: last ? sum(last.runsTotal) : 0,
         errorLines,
@@ -189,14 +223,16 @@ export class OperatorProcesses {
   /**
    * What Prometheus's increase() over the whole test would read from these scrapes for the sum of
    * agent_runs_total, computed the way Prometheus does per series (a value lower than the one
-   * before is a counter reset: the new value counts in full), without extrapolation. All
-   * incarnations are one series per label set, as for a container restarted in its pod.
+   * before is a counter reset: the new value counts in full), without extrapolation. The
+   * incarnations of one replica are one series per label set, as for a container restarted in
+   * its pod; each replica has series of its own (their pod label differs).
    */
   prometheusIncrease(): number {
     const previous = new Map<string, number>();
     let total = 0;
     for (const scrape of this.scrapes) {
-      for (const [series, value] of scrape.runsTotal) {
+      for (const [labels, value] of scrape.runsTotal) {
+        const series = `${scrape.replica}|${labels}`;
         const before = previous.get(series);
         if (before !== undefined) total += value >= before ? value - before : value;
         previous.set(series, value);
@@ -213,20 +249,28 @@ export class OperatorProcesses {
   }
 
   async #scrapeOnce(): Promise<void> {
-    const n = this.#incarnations.length;
-    const current = this.#incarnations[n - 1];
-    if (!current || current.proc.hasExited || current.ended !== 'running') return;
-    const text = await (
-      await fetch(`http://127.0.0.1:${current.metricsPort}/metrics`, {
-        signal: AbortSignal.timeout(2_000),
-      })
-    ).text();
-    this.scrapes.push({ incarnation: n, at: Date.now(), ...parseMetrics(text) });
+    await Promise.all(
+      this.#incarnations.map(async (inc, i) => {
+        if (inc.proc.hasExited || inc.ended !== 'running') return;
+        const text = await (
+          await fetch(`http://127.0.0.1:${inc.metricsPort}/metrics`, {
+            signal: AbortSignal.timeout(2_000),
+          })
+        ).text();
+        this.scrapes.push({
+          incarnation: i + 1,
+          replica: inc.replica,
+          at: Date.now(),
+          ...parseMetrics(text),
+        });
+      }),
+    );
   }
 }
 
-function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
+function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'replica' | 'at'> {
   const runsTotal = new Map<string, number>();
+  let leader: number | undefined;
   let rssBytes = 0;
   let heapUsedBytes = 0;
   let reconciles = 0;
@@ -234,6 +278,8 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
   for (const line of text.split('\n')) {
     const reconcile = /^controller_runtime_reconcile_total\{.*\} (\S+)$/.exec(line);
     if (reconcile) reconciles += Number(reconcile[1]);
+    const lead = /^leader_election_master_status\{.*\} (\S+)$/.exec(line);
+    if (lead) leader = Number(lead[1]);
     const cpu = /^process_cpu_seconds_total (\S+)$/.exec(line);
     if (cpu) cpuSeconds = Number(cpu[1]);
     const total = /^agent_runs_total\{(.*)\} (\S+)$/.exec(line);
@@ -249,7 +295,7 @@ function parseMetrics(text: string): Omit<Scrape, 'incarnation' | 'at'> {
     const heap = /^nodejs_heap_size_used_bytes (\S+)$/.exec(line);
     if (heap) heapUsedBytes = Number(heap[1]);
   }
-  return { runsTotal, rssBytes, heapUsedBytes, reconciles, cpuSeconds };
+  return { runsTotal, rssBytes, heapUsedBytes, reconciles, cpuSeconds, leader };
 }
 
 const LEVELS: Record<string, number> = {

@@ -20,6 +20,8 @@ export interface ControlPlaneInfo extends ClusterAccess {
   readonly clientCa: KeyPair;
   /** A kubectl of the API server's release. */
   readonly kubectl: string;
+  /** etcd's client URL (plain http on loopback), for tests that act on etcd itself. */
+  readonly etcdUrl: string;
 }
 
 export interface ControlPlaneOptions {
@@ -156,7 +158,7 @@ export class ControlPlane {
       });
 
       const plane = new ControlPlane(
-        { dir, server, caData, adminKubeconfig, clientCa, kubectl: binaries.kubectl },
+        { dir, server, caData, adminKubeconfig, clientCa, kubectl: binaries.kubectl, etcdUrl },
         processes,
         cancelWatchdog,
       );
