@@ -3,6 +3,7 @@ import type { HandlerRegistry } from '../handlers/registry.ts';
 import { Informer } from '../kube/informer.ts';
 import type { KubeClient } from '../kube/kube-client.ts';
 import { objectKey } from '../kube/kube-object.ts';
+import { defaultControllerRateLimiter } from '../kube/rate-limiter.ts';
 import { WorkQueue, type WorkQueueMetrics } from '../kube/workqueue.ts';
 import type { WritePriority } from '../kube/write-priority.ts';
 import type { Logger } from '../util/log.ts';
@@ -39,7 +40,8 @@ export interface ControllerOptions {
 /**
  * The AgentRun controller, shaped like sample-controller: an informer keeps the cache and turns
  * every change into a namespace/name key on a work queue; workers take keys (never the same key
- * twice at once) and reconcile them; failures go back with per-key exponential backoff.
+ * twice at once) and reconcile them; failures go back with per-key exponential backoff, all
+ * keys together at most 10 a second after a burst of 100 (controller-runtime's default).
  *
  * The informer starts with `startCache()` on every replica so a new leader starts warm; the
  * workers start only with `startWorkers()`, on the leader.
@@ -56,7 +58,10 @@ export class AgentRunController {
     this.#options = options;
     this.#metrics = options.metrics ?? noControllerMetrics;
     this.#metrics.maxConcurrentReconciles(options.workers);
-    const queue = new WorkQueue(options.queueMetrics ? { metrics: options.queueMetrics } : {});
+    const queue = new WorkQueue({
+      rateLimiter: defaultControllerRateLimiter(),
+      ...(options.queueMetrics ? { metrics: options.queueMetrics } : {}),
+    });
     this.#queue = queue;
     options.attachQueue?.(queue);
     const writer = new KubeAgentRunWriter(options.client);

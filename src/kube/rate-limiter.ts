@@ -1,3 +1,5 @@
+import { TokenBucket } from './token-bucket.ts';
+
 /**
  * Decides how long a key waits before it is retried (client-go's `workqueue.RateLimiter`). The
  * work queue calls `when` on every `addRateLimited` and `forget` once the key has succeeded.
@@ -55,6 +57,68 @@ export class ExponentialRateLimiter implements RateLimiter {
   numRequeues(key: string): number {
     return this.#failures.get(key) ?? 0;
   }
+}
+
+/**
+ * One token bucket shared by every key (client-go's `BucketRateLimiter`): retries of all keys
+ * together get `ratePerSecond` after a burst, however many keys fail at once. Keeps no per-key
+ * state.
+ */
+export class BucketRateLimiter implements RateLimiter {
+  readonly #bucket: TokenBucket;
+
+  constructor(options: { ratePerSecond: number; burst: number; now?: () => number }) {
+    this.#bucket = new TokenBucket(options);
+  }
+
+  when(): number {
+    return this.#bucket.reserve();
+  }
+
+  forget(): void {}
+
+  numRequeues(): number {
+    return 0;
+  }
+}
+
+/** The longest delay of several limiters, each told of every failure (client-go's `MaxOf`). */
+export class MaxOfRateLimiter implements RateLimiter {
+  readonly #limiters: readonly RateLimiter[];
+
+  constructor(...limiters: RateLimiter[]) {
+    this.#limiters = limiters;
+  }
+
+  when(key: string): number {
+    let delay = 0;
+    for (const limiter of this.#limiters) delay = Math.max(delay, limiter.when(key));
+    return delay;
+  }
+
+  forget(key: string): void {
+    for (const limiter of this.#limiters) limiter.forget(key);
+  }
+
+  numRequeues(key: string): number {
+    let n = 0;
+    for (const limiter of this.#limiters) n = Math.max(n, limiter.numRequeues(key));
+    return n;
+  }
+}
+
+/**
+ * controller-runtime's default for a controller's queue (client-go's
+ * `DefaultTypedControllerRateLimiter`): per key 5 ms doubling up to 1000 s, and for all keys
+ * together 10 retries a second after a burst of 100. The second part is what keeps an outage
+ * (every reconcile failing at once) from turning into hundreds of retries and error lines a
+ * second.
+ */
+export function defaultControllerRateLimiter(now?: () => number): RateLimiter {
+  return new MaxOfRateLimiter(
+    new ExponentialRateLimiter(),
+    new BucketRateLimiter({ ratePerSecond: 10, burst: 100, ...(now ? { now } : {}) }),
+  );
 }
 
 export interface BackoffOptions {

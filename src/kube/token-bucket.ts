@@ -43,6 +43,17 @@ export class TokenBucket {
     return true;
   }
 
+  /**
+   * Takes one token now, borrowing against future refills when none is left (golang.org/x/time
+   * /rate's `Reserve`), and returns how long the caller must wait for it to be its own: 0 while
+   * tokens last, then 1/rate more per reservation outstanding.
+   */
+  reserve(): number {
+    this.#refill();
+    this.#tokens -= 1;
+    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens / this.ratePerSecond) * 1000);
+  }
+
   /** Milliseconds until `tryTake()` would succeed; 0 when a token is available now. */
   delayMs(): number {
     this.#refill();

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, ExponentialRateLimiter } from '../../../src/kube/rate-limiter.ts';
+import {
+  Backoff,
+  BucketRateLimiter,
+  defaultControllerRateLimiter,
+  ExponentialRateLimiter,
+  MaxOfRateLimiter,
+} from '../../../src/kube/rate-limiter.ts';
 
 describe('ExponentialRateLimiter', () => {
   it('starts at 5 ms and doubles per failure, up to 1000 s (client-go defaults)', () => {
@@ -34,6 +40,47 @@ describe('ExponentialRateLimiter', () => {
     expect(() => new ExponentialRateLimiter({ baseDelayMs: 10, maxDelayMs: 5 })).toThrow(
       /baseDelayMs <= maxDelayMs/,
     );
+  });
+});
+
+describe('BucketRateLimiter', () => {
+  it('lets a burst through at once, then spaces every retry of any key by 1/rate', () => {
+    let now = 0;
+    const limiter = new BucketRateLimiter({ ratePerSecond: 10, burst: 3, now: () => now });
+    expect(['a', 'b', 'c'].map((k) => limiter.when(k))).toEqual([0, 0, 0]);
+    // Borrowed against the refill: each reservation waits 100 ms longer than the one before.
+    expect(['a', 'd', 'e'].map((k) => limiter.when(k))).toEqual([100, 200, 300]);
+    now = 1_000;
+    // Ten tokens came back, three were owed.
+    expect(limiter.when('f')).toBe(0);
+  });
+});
+
+describe('MaxOfRateLimiter', () => {
+  it('waits the longest of its limiters, counts the failure in each, and forgets in each', () => {
+    const slow = new ExponentialRateLimiter({ baseDelayMs: 100, maxDelayMs: 10_000 });
+    const fast = new ExponentialRateLimiter({ baseDelayMs: 1, maxDelayMs: 10_000 });
+    const limiter = new MaxOfRateLimiter(fast, slow);
+    expect(limiter.when('a')).toBe(100);
+    expect(limiter.when('a')).toBe(200);
+    expect(fast.numRequeues('a')).toBe(2);
+    expect(limiter.numRequeues('a')).toBe(2);
+    limiter.forget('a');
+    expect(slow.numRequeues('a')).toBe(0);
+    expect(fast.numRequeues('a')).toBe(0);
+  });
+});
+
+describe('defaultControllerRateLimiter', () => {
+  it('is per-key exponential until 100 retries, then 10 retries a second for all keys', () => {
+    const limiter = defaultControllerRateLimiter(() => 0);
+    // The first failure of 100 different keys: 5 ms each, as with per-key backoff alone.
+    const first = Array.from({ length: 100 }, (_, i) => limiter.when(`k${i}`));
+    expect(new Set(first)).toEqual(new Set([5]));
+    // An outage: all keys keep failing; the shared bucket now decides, not the keys' 10 ms.
+    expect(limiter.when('k0')).toBe(100);
+    expect(limiter.when('k1')).toBe(200);
+    expect(limiter.numRequeues('k0')).toBe(2);
   });
 });
 

@@ -65,4 +65,15 @@ describe('TokenBucket', () => {
     expect(() => new TokenBucket({ ratePerSecond: 1, burst: 0 })).toThrow(/burst/);
     expect(() => new TokenBucket({ ratePerSecond: 1, burst: 1.5 })).toThrow(/burst/);
   });
+  it('reserves into debt: each reservation past the burst waits one more interval', () => {
+    let now = 0;
+    const bucket = new TokenBucket({ ratePerSecond: 2, burst: 1, now: () => now });
+    expect(bucket.reserve()).toBe(0);
+    expect(bucket.reserve()).toBe(500);
+    expect(bucket.reserve()).toBe(1_000);
+    expect(bucket.tryTake()).toBe(false);
+    now = 1_500;
+    // The debt of two is paid back after 1 s; 0.5 s more refilled one token.
+    expect(bucket.tryTake()).toBe(true);
+  });
 });
