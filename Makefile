@@ -91,8 +91,10 @@ test-faults: $(DEPS) ## Fault tests (docs/reliability.md): bad-input corpora aga
 	$(MAKE) --no-print-directory test-faults-scenarios
 
 .PHONY: test-faults-scenarios
-test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, API server restart, PostgreSQL kill -9, deletes, conflict storm), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
-	$(WITH_ENVTEST) $(VITEST) run --config vitest.faults.config.ts $(FILES)
+test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, leader failover, API server restart, etcd compaction behind a partition, PostgreSQL kill -9, deletes, conflict storm, hanging agents), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`; `.ci/run` runs it after `make test`.
+	@mkdir -p $(REPORTS)
+	@rm -f $(REPORTS)/faults.json
+	$(WITH_ENVTEST) $(VITEST) run --config vitest.faults.config.ts --reporter=default --reporter=json --outputFile.json=$(REPORTS)/faults.json $(FILES)
 
 .PHONY: bench
 bench: $(DEPS) ## Burst, steady rates, memory and start-up with N finished runs; writes bench/results/ (docs/performance.md).

@@ -204,7 +204,7 @@ function beforeAnAttempt({ run, now, handlers }: DecideInput): Action {
     }
     return finish(
       Reason.Interrupted,
-      `attempt ${attempts} was interrupted (operator restarted or lost leadership) and no retries remain`,
+      `attempt ${attempts} was interrupted (the operator running it stopped, lost leadership or lost its connection to the API server) and no retries remain`,
     );
   }
   const retryAt = reason === Reason.Retrying ? timeMs(status?.nextRetryAt) : undefined;

@@ -71,13 +71,13 @@ export class BucketRateLimiter implements RateLimiter {
     this.#bucket = new TokenBucket(options);
   }
 
-  when(): number {
+  when(_key: string): number {
     return this.#bucket.reserve();
   }
 
-  forget(): void {}
+  forget(_key: string): void {}
 
-  numRequeues(): number {
+  numRequeues(_key: string): number {
     return 0;
   }
 }

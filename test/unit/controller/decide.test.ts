@@ -662,7 +662,7 @@ describe('decide: the deadline (startedAt + timeoutSeconds)', () => {
 
 describe('decide: status Running but nothing executes (operator restarted)', () => {
   function interrupted(attempt: number): string {
-    return `attempt ${attempt} was interrupted (operator restarted or lost leadership) and no retries remain`;
+    return `attempt ${attempt} was interrupted (the operator running it stopped, lost leadership or lost its connection to the API server) and no retries remain`;
   }
 
   it.each<[number, number, Action]>([

@@ -9,9 +9,9 @@ const SCRIPT = resolve(import.meta.dirname, '../../../hack/test-summary.mjs');
 const dir = mkdtempSync(join(tmpdir(), 'agentrun-test-summary-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function summary(file: string): Promise<{ lines: string[]; code: number }> {
+function summary(...files: string[]): Promise<{ lines: string[]; code: number }> {
   return new Promise((done) => {
-    execFile(process.execPath, [SCRIPT, file], (error, stdout) => {
+    execFile(process.execPath, [SCRIPT, ...files], (error, stdout) => {
       done({ lines: stdout.trimEnd().split('\n'), code: error ? Number(error.code) : 0 });
     });
   });
@@ -79,7 +79,7 @@ describe('hack/test-summary.mjs', () => {
     const file = report(vitestReport({ passed: 40, failed: 0, failedFiles: 2 }));
     expect(await summary(file)).toEqual({
       lines: [
-        'ci: the run failed outside any test (a file that failed to load, or an unhandled error)',
+        `ci: ${file}: the run failed outside any test (a file that failed to load, or an unhandled error)`,
         '40 passed, 2 failed',
       ],
       code: 1,
@@ -89,5 +89,18 @@ describe('hack/test-summary.mjs', () => {
   it('prints a passing run as it is, and succeeds', async () => {
     const file = report(vitestReport({ passed: 2519, failed: 0, failedFiles: 0 }));
     expect(await summary(file)).toEqual({ lines: ['2519 passed, 0 failed'], code: 0 });
+  });
+
+  it('sums several reports (make test, then the fault scenarios), a missing one failing', async () => {
+    const tests = report(vitestReport({ passed: 2000, failed: 0, failedFiles: 0, pending: 1 }));
+    const faults = report(vitestReport({ passed: 7, failed: 1, failedFiles: 1 }));
+    expect(await summary(tests, faults)).toEqual({
+      lines: ['2007 passed, 1 failed, 1 skipped'],
+      code: 1,
+    });
+    const missing = join(dir, 'faults-never-written.json');
+    const { lines, code } = await summary(tests, missing);
+    expect(lines.at(-1)).toBe('2000 passed, 1 failed, 1 skipped');
+    expect(code).toBe(1);
   });
 });
