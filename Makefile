@@ -91,7 +91,7 @@ test-faults: $(DEPS) ## Fault tests (docs/reliability.md): bad-input corpora aga
 	$(MAKE) --no-print-directory test-faults-scenarios
 
 .PHONY: test-faults-scenarios
-test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, API server restart, PostgreSQL kill -9, deletes, conflict storm), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
+test-faults-scenarios: $(DEPS) ## Fault scenarios (operator SIGKILL, API server restart, PostgreSQL kill -9, deletes, conflict storm, hanging handlers), one file at a time, minutes each; rewrite their tables in docs/reliability.md. Not in `make test`.
 	$(WITH_ENVTEST) $(VITEST) run --config vitest.faults.config.ts $(FILES)
 
 .PHONY: bench
