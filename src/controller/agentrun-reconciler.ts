@@ -134,6 +134,7 @@ export class AgentRunReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
+    const ticket = this.executor.ticket();
     try {
       const cached = this.#options.store.get(key);
       // Deleted without our finalizer (it started moments ago), or deleted and re-created under
@@ -156,7 +157,7 @@ export class AgentRunReconciler {
       });
       return await this.#act(key, run, action);
     } finally {
-      this.executor.reconciled(key);
+      this.executor.reconciled(key, ticket);
     }
   }
 

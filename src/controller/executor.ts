@@ -58,8 +58,12 @@ export class Executor {
   readonly #byKey = new Map<string, string>();
   /** Keys waiting for a free slot, in arrival order; a Set keeps each once. */
   readonly #waiting = new Set<string>();
-  /** Keys woken for a free slot whose reconcile has not run yet: each holds that slot. */
-  readonly #woken = new Set<string>();
+  /**
+   * Keys woken for a free slot whose reconcile has not run yet: each holds that slot. The value
+   * is the wake's number in the sequence `ticket()` reads.
+   */
+  readonly #woken = new Map<string, number>();
+  #wakes = 0;
   #reserved = 0;
 
   constructor(options: ExecutorOptions) {
@@ -99,12 +103,24 @@ export class Executor {
     return true;
   }
 
+  /** Read when a reconcile starts and given back to `reconciled`: which wakes it can have seen. */
+  ticket(): number {
+    return this.#wakes;
+  }
+
   /**
-   * The reconcile of `key` is over. If it had been woken for a slot and did not take it (the run
-   * was canceled meanwhile, say), the slot goes to the next waiting key, so nothing waits forever.
+   * The reconcile of `key` that started at `ticket` (default: after every wake so far) is over.
+   * If the key had been woken for a slot before that reconcile started and did not take it (the
+   * run was canceled meanwhile, say), the slot goes to the next waiting key, so nothing waits
+   * forever. A key woken while its reconcile was already past `reserve` (writing its Queued
+   * status, say) keeps the slot for the reconcile the wake enqueued: passing it on would send
+   * the key to the back of the line.
    */
-  reconciled(key: string): void {
-    if (this.#woken.delete(key)) this.#wakeNext();
+  reconciled(key: string, ticket = Number.POSITIVE_INFINITY): void {
+    const wokenAt = this.#woken.get(key);
+    if (wokenAt === undefined || wokenAt > ticket) return;
+    this.#woken.delete(key);
+    this.#wakeNext();
   }
 
   /** Gives back a reserved slot whose claim was not written. */
@@ -214,7 +230,7 @@ export class Executor {
     for (const key of this.#waiting) {
       if (this.busy + this.#woken.size >= this.#options.maxConcurrent) return;
       this.#waiting.delete(key);
-      this.#woken.add(key);
+      this.#woken.set(key, ++this.#wakes);
       this.#options.onCapacity(key);
     }
   }

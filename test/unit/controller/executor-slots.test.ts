@@ -219,6 +219,25 @@ describe('Executor: waking keys that waited for capacity', () => {
     expect(executor.reserve('z')).toBe(true);
   });
 
+  it('a key woken while its own reconcile runs keeps the slot for the reconcile the wake enqueued', () => {
+    const { executor, woken } = harness({ maxConcurrent: 1 });
+    expect(executor.reserve('a')).toBe(true);
+    expect(executor.reserve('b')).toBe(false);
+    // b's next reconcile starts, finds no slot, and writes its Queued status; meanwhile a's slot
+    // frees and b is woken.
+    const ticket = executor.ticket();
+    expect(executor.reserve('b')).toBe(false);
+    expect(executor.reserve('c')).toBe(false);
+    executor.release();
+    expect(woken).toEqual(['b']);
+    executor.reconciled('b', ticket);
+    // The slot stays b's: c, which came later, is not woken ahead of it.
+    expect(woken).toEqual(['b']);
+    expect(executor.reserve('c')).toBe(false);
+    // The reconcile the wake enqueued takes it.
+    expect(executor.reserve('b')).toBe(true);
+  });
+
   it('reconciled() of a key that was not woken wakes nobody', () => {
     const { executor, woken } = harness({ maxConcurrent: 1 });
     expect(executor.reserve('a')).toBe(true);
