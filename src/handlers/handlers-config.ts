@@ -61,6 +61,12 @@ const handlersConfigSchema = z
         allowedHosts: z.array(z.string().superRefine(problemCheck(allowedHostProblem))).optional(),
       })
       .optional(),
+    // Where the webhooks of AgentDefinitions may go beyond public addresses (docs/agents.md).
+    agentDefinitions: z
+      .strictObject({
+        allowedHosts: z.array(z.string().superRefine(problemCheck(allowedHostProblem))).optional(),
+      })
+      .optional(),
   })
   .superRefine((config, ctx) => {
     // Caught here rather than by the registry so the message can point at the entry.
@@ -158,5 +164,6 @@ export function summarizeHandlersConfig(config: HandlersConfig): JsonObject {
       headerNames: Object.keys(webhook.headers ?? {}),
     })),
     httpCheckAllowedHosts: config.httpCheck?.allowedHosts ?? [],
+    agentDefinitionsAllowedHosts: config.agentDefinitions?.allowedHosts ?? [],
   };
 }
