@@ -9,8 +9,8 @@ import { AgentDefinitionController } from './controller/agentdefinition-controll
 import type { RunEvents } from './controller/agentrun-reconciler.ts';
 import { AgentRunController } from './controller/controller.ts';
 import type { ControllerMetrics } from './controller/controller-metrics.ts';
-import type { Handler } from './handlers/handler.ts';
 import { AGENT_WEBHOOK_POLICY } from './handlers/address-policy.ts';
+import type { Handler } from './handlers/handler.ts';
 import {
   builtinHandlers,
   type HandlersConfig,

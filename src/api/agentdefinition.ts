@@ -57,7 +57,8 @@ export type DefinitionWebhook = z.infer<typeof definitionWebhookSchema>;
 /** An environment variable name, as the kubelet accepts them (C identifier-like, no "="). */
 const ENV_NAME_PATTERN = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 /** A resource quantity such as 500m, 1Gi, 2 (resource.Quantity's grammar, simplified). */
-const QUANTITY_PATTERN = /^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$/;
+const QUANTITY_PATTERN =
+  /^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?[0-9]+))?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 const quantity = z

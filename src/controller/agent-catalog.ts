@@ -45,7 +45,8 @@ export class AgentCatalog implements AgentResolver {
     const own = this.#registry.get(name);
     if (own) return { found: true, handler: own };
     const definition = this.#definitions?.get(`${namespace}/${name}`);
-    if (!definition) return { found: false, reason: 'UnknownAgent', message: this.#unknown(name, namespace) };
+    if (!definition)
+      return { found: false, reason: 'UnknownAgent', message: this.#unknown(name, namespace) };
     const verdict = this.judge(definition);
     if (verdict.ready) return { found: true, handler: verdict.handler };
     return {

@@ -125,7 +125,10 @@ export class AgentDefinitionController {
       { op: 'replace', path: '/metadata/resourceVersion', value: resourceVersion },
     ]);
     try {
-      await this.#options.client.request('PATCH', path, { contentType: ContentType.JsonPatch, body });
+      await this.#options.client.request('PATCH', path, {
+        contentType: ContentType.JsonPatch,
+        body,
+      });
       const ready = status.conditions?.find((c) => c.type === 'Ready');
       this.#log.debug(
         { namespace, name, ready: ready?.status, reason: ready?.reason },

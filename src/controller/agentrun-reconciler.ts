@@ -478,7 +478,9 @@ export class AgentRunReconciler {
     const before = findCondition(previous?.conditions, ConditionType.Succeeded);
     if (now && (now.reason !== before?.reason || run.status?.attempts !== previous?.attempts)) {
       const type =
-        now.status === 'False' || now.reason === Reason.Retrying || now.reason === Reason.AgentNotFound
+        now.status === 'False' ||
+        now.reason === Reason.Retrying ||
+        now.reason === Reason.AgentNotFound
           ? 'Warning'
           : 'Normal';
       const reason = now.reason === Reason.Running ? 'Started' : now.reason;

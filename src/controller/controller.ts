@@ -1,5 +1,5 @@
-import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
 import type { AgentDefinition } from '../api/agentdefinition.ts';
+import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
 import type { AgentResolver } from '../handlers/registry.ts';
 import { Informer, type InformerEventHandler } from '../kube/informer.ts';
 import type { KubeClient } from '../kube/kube-client.ts';
