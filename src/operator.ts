@@ -9,14 +9,14 @@ import { AgentDefinitionController } from './controller/agentdefinition-controll
 import type { RunEvents } from './controller/agentrun-reconciler.ts';
 import { AgentRunController } from './controller/controller.ts';
 import type { ControllerMetrics } from './controller/controller-metrics.ts';
-import { AGENT_WEBHOOK_POLICY } from './handlers/address-policy.ts';
 import type { Handler } from './handlers/handler.ts';
 import {
+  agentDefinitionVetter,
   builtinHandlers,
   type HandlersConfig,
   loadHandlersConfig,
 } from './handlers/handlers-config.ts';
-import { createTargetVetter, type Resolver, type TargetVetter } from './handlers/outbound.ts';
+import type { Resolver, TargetVetter } from './handlers/outbound.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
 import { type ClusterAccess, loadClusterAccess } from './kube/cluster-access.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
@@ -120,11 +120,9 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     setAuditor(auditor);
   }
   // Nor may an AgentDefinition's webhook, whose URL a namespace user chose (docs/agents.md).
-  const definitionVetter = createTargetVetter({
-    ...AGENT_WEBHOOK_POLICY,
-    allowedHosts: handlersConfig.agentDefinitions?.allowedHosts,
+  const definitionVetter = agentDefinitionVetter(handlersConfig, {
     apiServerHosts: apiServer,
-    ...(options.resolve ? { resolve: options.resolve } : {}),
+    resolve: options.resolve,
   });
   return new Operator({
     config,

@@ -4,12 +4,14 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { yaml } from '../util/yaml.ts';
+import { AGENT_WEBHOOK_POLICY } from './address-policy.ts';
 import type { Handler, JsonObject } from './handler.ts';
 import { handlerNameProblem } from './handler.ts';
 import { redactUrl } from './http.ts';
 import { allowedHostProblem, HTTP_CHECK_NAME, httpCheckHandler } from './http-check.ts';
 import { errorMessage, formatIssues } from './messages.ts';
 import { noopHandler } from './noop.ts';
+import { createTargetVetter, type Resolver, type TargetVetter } from './outbound.ts';
 import {
   headerNameProblem,
   headerValueProblem,
@@ -149,6 +151,23 @@ export function builtinHandlers(
     }),
     ...(config.webhooks ?? []).map((webhook) => webhookHandler(webhook)),
   ];
+}
+
+/**
+ * The address checks of AgentDefinition webhooks: the http.check policy's rules with the
+ * config's own allow-list, `agentDefinitions.allowedHosts` (http.check's list opens nothing here),
+ * and the API server always refused.
+ */
+export function agentDefinitionVetter(
+  config: HandlersConfig = {},
+  options: BuiltinHandlersOptions & { readonly resolve?: Resolver | undefined } = {},
+): TargetVetter {
+  return createTargetVetter({
+    ...AGENT_WEBHOOK_POLICY,
+    allowedHosts: config.agentDefinitions?.allowedHosts,
+    apiServerHosts: options.apiServerHosts,
+    resolve: options.resolve,
+  });
 }
 
 /**
