@@ -225,6 +225,19 @@ describe('deploy/ kustomizations on the API server (dry run)', () => {
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/agentrun\.agents\.applylens\.io\/hello created/);
+    // The AgentDefinition samples live apart (make dev applies deploy/samples/ only).
+    const agents = await kubectl([
+      'create',
+      '--dry-run=server',
+      '--validate=strict',
+      '-n',
+      namespace,
+      '-f',
+      'deploy/samples/agents/',
+    ]);
+    expect(agents.code, agents.stderr).toBe(0);
+    expect(agents.stdout).toMatch(/agentdefinition\.agents\.applylens\.io\/ticket-bot created/);
+    expect(agents.stdout).toMatch(/agentdefinition\.agents\.applylens\.io\/builder created/);
   });
 
   it.each(['agentrun.yaml', 'agentdefinition.yaml'])(
