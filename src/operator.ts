@@ -358,6 +358,8 @@ class Operator {
         watchNamespace: this.config.WATCH_NAMESPACE || '(all)',
         maxConcurrentRuns: this.config.MAX_CONCURRENT_RUNS,
         leaderElect: this.config.LEADER_ELECT,
+        agentDefinitions: this.config.AGENT_DEFINITIONS_ENABLED,
+        unknownAgentGraceSeconds: this.config.UNKNOWN_AGENT_GRACE_SECONDS,
       },
       'starting agentrun-operator',
     );

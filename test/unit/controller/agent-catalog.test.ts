@@ -98,6 +98,18 @@ describe('AgentCatalog.resolve', () => {
     });
   });
 
+  it('without AgentDefinitions (AGENT_DEFINITIONS_ENABLED=false): the registry alone, as before', () => {
+    const catalog = new AgentCatalog({
+      registry: new HandlerRegistry([noopHandler]),
+      vetter: agentDefinitionVetter(),
+    });
+    expect(catalog.resolve('ticket-bot', 'team-a')).toEqual({
+      found: false,
+      reason: 'UnknownAgent',
+      message: 'no handler named "ticket-bot"; known agents: noop',
+    });
+  });
+
   it('judges each version of a definition once (same handler until it changes)', () => {
     const v1 = definition('ticket-bot', hook());
     const catalog = catalogOf([v1]);
