@@ -54,7 +54,7 @@ typecheck: $(DEPS) ## Type-check sources and tests (tsc --noEmit).
 	npx tsc -p tsconfig.json --noEmit
 
 .PHONY: manifests
-manifests: $(DEPS) ## Generate crds/agentrun.yaml from the zod schemas in src/api.
+manifests: $(DEPS) ## Generate crds/agentrun.yaml and crds/agentdefinition.yaml from the zod schemas in src/api.
 	node hack/manifests.ts
 
 .PHONY: build
@@ -135,11 +135,11 @@ run: $(DEPS) ## Run the operator from source against the current kubeconfig (ARG
 KUBECTL ?= kubectl
 
 .PHONY: install
-install: ## Install the AgentRun CRD into the cluster of the current kubeconfig.
+install: ## Install the CRDs (AgentRun, AgentDefinition) into the cluster of the current kubeconfig.
 	$(KUBECTL) apply --server-side -f crds/
 
 .PHONY: uninstall
-uninstall: ## Delete the AgentRun CRD (and with it every AgentRun!) from the cluster.
+uninstall: ## Delete the CRDs (and with them every AgentRun and AgentDefinition!) from the cluster.
 	$(KUBECTL) delete --ignore-not-found -f crds/
 
 # The operator image, `agentrun-operator:<package.json version>` by default (what deploy/manager
@@ -163,12 +163,13 @@ RENDER = mkdir -p dist/kustomize && printf '%s\n' \
 	'      - {op: replace, path: /spec/template/spec/containers/0/image, value: "$(IMG)"}' \
 	>dist/kustomize/kustomization.yaml && $(KUBECTL) kustomize dist/kustomize
 
-# kustomize cannot read ../../crds, so deploy/crd holds a copy of the generated CRD.
-deploy/crd/agentrun.yaml: crds/agentrun.yaml
+# kustomize cannot read ../../crds, so deploy/crd holds a copy of the generated CRDs.
+CRD_COPIES = deploy/crd/agentrun.yaml deploy/crd/agentdefinition.yaml
+deploy/crd/%.yaml: crds/%.yaml
 	cp $< $@
 
 .PHONY: deploy
-deploy: deploy/crd/agentrun.yaml ## Install the operator (OVERLAY=deploy/default, image IMG) into the cluster of the current kubeconfig.
+deploy: $(CRD_COPIES) ## Install the operator (OVERLAY=deploy/default, image IMG) into the cluster of the current kubeconfig.
 	$(RENDER) | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
@@ -178,7 +179,7 @@ undeploy: ## Delete every AgentRun (while the operator can still release them), 
 	$(KUBECTL) delete --ignore-not-found -k $(OVERLAY)
 
 .PHONY: build-installer
-build-installer: deploy/crd/agentrun.yaml ## Write dist/install.yaml: OVERLAY with image IMG, for `kubectl apply -f`.
+build-installer: $(CRD_COPIES) ## Write dist/install.yaml: OVERLAY with image IMG, for `kubectl apply -f`.
 	$(RENDER) >dist/install.yaml
 	@echo "wrote dist/install.yaml ($(OVERLAY), image $(IMG))"
 

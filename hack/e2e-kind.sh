@@ -104,6 +104,33 @@ EOF
     grep "blocked by the operator's http.check policy"
 done
 
+step "an AgentDefinition's webhook is refused the API server too"
+# Registered with kubectl, no restart; its URL (a name) is checked when the run executes and the
+# API server's Service is refused before anything is sent (docs/agents.md).
+"$KUBECTL" apply -f - <<EOF
+apiVersion: agents.applylens.io/v1alpha1
+kind: AgentDefinition
+metadata:
+  name: ssrf-hook
+spec:
+  webhook:
+    url: https://kubernetes.default.svc/version
+---
+apiVersion: agents.applylens.io/v1alpha1
+kind: AgentRun
+metadata:
+  name: ssrf-hook
+spec:
+  agent: ssrf-hook
+  objective: must be refused by the agent webhook policy
+  dryRun: false
+EOF
+"$KUBECTL" wait --for=condition=Ready=true agentdefinition/ssrf-hook --timeout=60s
+"$KUBECTL" wait --for=jsonpath='{.status.phase}'=Failed agentrun/ssrf-hook --timeout=120s
+"$KUBECTL" get agentrun ssrf-hook -o jsonpath='{.status.error}{"\n"}' |
+  grep "blocked by the operator's agent webhook policy"
+"$KUBECTL" get agents
+
 step "audit row in PostgreSQL"
 uid=$("$KUBECTL" get agentrun hello -o jsonpath='{.metadata.uid}')
 for _ in $(seq 30); do

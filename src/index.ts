@@ -1,5 +1,17 @@
 // Public surface of the agentrun-operator package: build your own operator binary with custom
 // handlers (see docs/library.md).
+
+export type {
+  AgentDefinition,
+  AgentDefinitionSpec,
+  AgentDefinitionStatus,
+} from './api/agentdefinition.ts';
+export {
+  DEFINITION_KIND,
+  DEFINITION_PLURAL,
+  DefinitionReason,
+  parseAgentDefinition,
+} from './api/agentdefinition.ts';
 export type {
   AgentRun,
   AgentRunSpec,

@@ -4,11 +4,19 @@ import { AgentAuditor, setAuditor } from './audit/auditor.ts';
 import { migrate } from './audit/migrate.ts';
 import { RetentionJob } from './audit/retention.ts';
 import { type Config, loadConfig, requireDatabase } from './config/config.ts';
+import { AgentCatalog } from './controller/agent-catalog.ts';
+import { AgentDefinitionController } from './controller/agentdefinition-controller.ts';
 import type { RunEvents } from './controller/agentrun-reconciler.ts';
 import { AgentRunController } from './controller/controller.ts';
 import type { ControllerMetrics } from './controller/controller-metrics.ts';
 import type { Handler } from './handlers/handler.ts';
-import { builtinHandlers, loadHandlersConfig } from './handlers/handlers-config.ts';
+import {
+  agentDefinitionVetter,
+  builtinHandlers,
+  type HandlersConfig,
+  loadHandlersConfig,
+} from './handlers/handlers-config.ts';
+import type { Resolver, TargetVetter } from './handlers/outbound.ts';
 import { HandlerRegistry } from './handlers/registry.ts';
 import { type ClusterAccess, loadClusterAccess } from './kube/cluster-access.ts';
 import { EventRecorder } from './kube/event-recorder.ts';
@@ -18,7 +26,7 @@ import { fromKubeConfigLike, type KubeConfigLike } from './kube/kube-config-acce
 import { LeaderElector } from './kube/leader-election.ts';
 import { type Component, LEADER_ELECTION, Manager } from './kube/manager.ts';
 import { WritePriority } from './kube/write-priority.ts';
-import { createMetrics, type OperatorMetrics } from './metrics/metrics.ts';
+import { createMetrics, DEFINED_AGENT, type OperatorMetrics } from './metrics/metrics.ts';
 import { type MetricsServer, serveMetrics } from './metrics/metrics-server.ts';
 import { createLogger, type Logger } from './util/log.ts';
 import { OPERATOR_NAME, OPERATOR_VERSION } from './version.ts';
@@ -54,6 +62,11 @@ export interface OperatorOptions {
   readonly events?: RunEvents;
   /** Controller metrics; default the Prometheus ones of the operator's registry (src/metrics). */
   readonly metrics?: ControllerMetrics;
+  /**
+   * How AgentDefinition webhook hosts are resolved before the address policy checks them;
+   * default dns.lookup. For tests that script DNS answers.
+   */
+  readonly resolve?: Resolver;
 }
 
 /**
@@ -66,14 +79,15 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
   const registry = new HandlerRegistry();
   const clusterAccess = clusterAccessOf(options, config);
+  const apiServer = apiServerHosts(clusterAccess.server, process.env);
+  // Read whether or not the built-ins are registered: it also says where AgentDefinitions'
+  // webhooks may go.
+  const handlersConfig: HandlersConfig = config.HANDLERS_CONFIG
+    ? await loadHandlersConfig(config.HANDLERS_CONFIG)
+    : {};
   if (options.includeBuiltins !== false) {
-    const handlersConfig = config.HANDLERS_CONFIG
-      ? await loadHandlersConfig(config.HANDLERS_CONFIG)
-      : {};
     // http.check must never be a way to the API server this operator talks to.
-    const builtins = builtinHandlers(handlersConfig, {
-      apiServerHosts: apiServerHosts(clusterAccess.server, process.env),
-    });
+    const builtins = builtinHandlers(handlersConfig, { apiServerHosts: apiServer });
     for (const handler of builtins) registry.register(handler);
   }
   for (const handler of options.handlers ?? []) registry.register(handler);
@@ -105,11 +119,17 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
     // getAuditor(), the original get_auditor(): library code in this process reads through it.
     setAuditor(auditor);
   }
+  // Nor may an AgentDefinition's webhook, whose URL a namespace user chose (docs/agents.md).
+  const definitionVetter = agentDefinitionVetter(handlersConfig, {
+    apiServerHosts: apiServer,
+    resolve: options.resolve,
+  });
   return new Operator({
     config,
     logger,
     client,
     registry,
+    definitionVetter,
     metrics,
     options,
     auditor,
@@ -123,6 +143,7 @@ interface OperatorParts {
   readonly logger: Logger;
   readonly client: KubeClient;
   readonly registry: HandlerRegistry;
+  readonly definitionVetter: TargetVetter;
   readonly metrics: OperatorMetrics;
   readonly options: OperatorOptions;
   readonly auditor: AgentAuditor | undefined;
@@ -145,6 +166,7 @@ class Operator {
   readonly done: Promise<void>;
   readonly #client: KubeClient;
   readonly #controller: AgentRunController;
+  readonly #definitions: AgentDefinitionController | undefined;
   readonly #manager: Manager;
   #health: HealthServer | undefined;
   #metricsServer: MetricsServer | undefined;
@@ -170,10 +192,36 @@ class Operator {
       });
       events = recorder;
     }
+    // AgentDefinitions: agents registered with kubectl, resolved after the operator's own.
+    let catalog: AgentCatalog | undefined;
+    const definitions = config.AGENT_DEFINITIONS_ENABLED
+      ? new AgentDefinitionController({
+          client,
+          namespace: config.WATCH_NAMESPACE,
+          logger,
+          resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
+          judge: (definition) => (catalog as AgentCatalog).judge(definition),
+        })
+      : undefined;
+    catalog = new AgentCatalog({
+      registry: parts.registry,
+      definitions: definitions?.informer,
+      vetter: parts.definitionVetter,
+    });
+    const registry = parts.registry;
     const controller = new AgentRunController({
       client,
       namespace: config.WATCH_NAMESPACE,
-      registry: parts.registry,
+      registry: catalog,
+      ...(definitions ? { definitions } : {}),
+      unknownAgentGraceMs: config.UNKNOWN_AGENT_GRACE_SECONDS * 1000,
+      // Definition agents' names are chosen by namespace users: one label for all of them.
+      metricsAgent: (run) =>
+        registry.has(run.spec.agent) ||
+        (run.status?.plan?.['agentDefinition'] === undefined &&
+          !definitions?.informer.get(`${run.metadata.namespace}/${run.spec.agent}`))
+          ? run.spec.agent
+          : DEFINED_AGENT,
       events,
       logger,
       maxConcurrentRuns: config.MAX_CONCURRENT_RUNS,
@@ -198,6 +246,7 @@ class Operator {
         : {}),
     });
     this.#controller = controller;
+    this.#definitions = definitions;
     const retention =
       auditor && config.AUDIT_RETENTION_DAYS > 0
         ? new RetentionJob({
@@ -218,6 +267,13 @@ class Operator {
         stop: () => this.#metricsServer?.close(),
       },
       migrationRetry(parts.pendingMigration ? auditor : undefined, logger),
+      // On every replica, and before the runs' cache: no run is decided before the definitions
+      // it may name are known (a run applied with its definition is not failed as unknown).
+      {
+        name: 'agent-definitions',
+        start: (signal) => definitions?.startCache(signal),
+        stop: () => definitions?.stop(),
+      },
       // On every replica, so that a new leader starts with a warm cache.
       {
         name: 'controller',
@@ -226,6 +282,12 @@ class Operator {
       },
       // Stopped with the controller, whose stop() drains them.
       { name: 'workers', leaderOnly: true, start: () => controller.startWorkers() },
+      // Writes the definitions' status (Ready); stopped with 'agent-definitions'.
+      {
+        name: 'agent-definition-status',
+        leaderOnly: true,
+        start: () => definitions?.startWorkers(),
+      },
       // One deleter is enough.
       {
         name: 'audit-retention',
@@ -256,6 +318,8 @@ class Operator {
       stopOrder: [
         'controller',
         'workers',
+        'agent-definition-status',
+        'agent-definitions',
         'audit-retention',
         'audit-migration',
         'auditor',
@@ -294,6 +358,8 @@ class Operator {
         watchNamespace: this.config.WATCH_NAMESPACE || '(all)',
         maxConcurrentRuns: this.config.MAX_CONCURRENT_RUNS,
         leaderElect: this.config.LEADER_ELECT,
+        agentDefinitions: this.config.AGENT_DEFINITIONS_ENABLED,
+        unknownAgentGraceSeconds: this.config.UNKNOWN_AGENT_GRACE_SECONDS,
       },
       'starting agentrun-operator',
     );
@@ -302,7 +368,11 @@ class Operator {
 
   /** /readyz: the cache has synced (a follower is ready too: it is waiting for the Lease). */
   ready(): boolean {
-    return this.#controller.hasSynced() && !this.#manager.stopping;
+    return (
+      this.#controller.hasSynced() &&
+      (this.#definitions?.hasSynced() ?? true) &&
+      !this.#manager.stopping
+    );
   }
 
   get healthPort(): number | undefined {

@@ -9,6 +9,12 @@ export const Reason = {
   Pending: 'Pending',
   /** Not started yet: every handler slot (MAX_CONCURRENT_RUNS) is taken. Phase Pending. */
   Queued: 'Queued',
+  /**
+   * Not started yet: no agent of that name, neither built in nor an AgentDefinition in the run's
+   * namespace, within UNKNOWN_AGENT_GRACE_SECONDS of the run's creation. Phase Pending; ends
+   * UnknownAgent when the grace is over.
+   */
+  AgentNotFound: 'AgentNotFound',
   Running: 'Running',
   Retrying: 'Retrying',
   Succeeded: 'Succeeded',
@@ -17,13 +23,20 @@ export const Reason = {
   Canceled: 'Canceled',
   UnknownAgent: 'UnknownAgent',
   InvalidParams: 'InvalidParams',
+  /** The run names an AgentDefinition whose spec cannot work (its Ready condition says why). */
+  InvalidAgent: 'InvalidAgent',
+  /** The run names an AgentDefinition of a kind this operator cannot run (job, for now). */
+  ExecutorUnavailable: 'ExecutorUnavailable',
   BackoffLimitExceeded: 'BackoffLimitExceeded',
   Interrupted: 'Interrupted',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
 /** Reasons that end a run. */
-export type TerminalReason = Exclude<Reason, 'Pending' | 'Queued' | 'Running' | 'Retrying'>;
+export type TerminalReason = Exclude<
+  Reason,
+  'Pending' | 'Queued' | 'AgentNotFound' | 'Running' | 'Retrying'
+>;
 
 /** The phase a terminal reason shows as. */
 export function terminalPhase(reason: TerminalReason): Phase {

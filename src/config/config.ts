@@ -78,6 +78,16 @@ export const configSchema = z.object({
    * phase Pending, reason Queued. 0: never (runs waiting for a slot then have no status).
    */
   QUEUED_STATUS_AFTER_MS: int(0, 3_600_000).default(2_000),
+  /**
+   * Watch AgentDefinitions (agents registered with kubectl, docs/agents.md); their CRD must be
+   * installed. false: only built-in and config-file agents, and the CRD may be absent.
+   */
+  AGENT_DEFINITIONS_ENABLED: bool.default(true),
+  /**
+   * A run naming no known agent waits this long after its creation (Pending/AgentNotFound) for an
+   * AgentDefinition of that name, applied with it, before it ends Failed/UnknownAgent. 0: at once.
+   */
+  UNKNOWN_AGENT_GRACE_SECONDS: int(0, 3_600).default(10),
 
   /** The audit log in PostgreSQL (docs/compatibility.md). Off: no connection, no finalizer. */
   APPLYLENS_AGENT_AUDIT_ENABLED: bool.default(true),

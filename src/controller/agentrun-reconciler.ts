@@ -17,6 +17,7 @@ import {
 import { type Execution, Executor } from './executor.ts';
 import {
   type AttemptResult,
+  awaitingAgentStatus,
   deadline,
   isTerminal,
   observedStatus,
@@ -54,6 +55,10 @@ export interface ReconcilerOptions {
    * 0 or absent: never.
    */
   readonly queuedStatusAfterMs?: number;
+  /** The `agent` label of a run's metrics; default spec.agent (controller.ts). */
+  readonly metricsAgent?: (run: AgentRun) => string;
+  /** UNKNOWN_AGENT_GRACE_SECONDS in ms (decide.ts); 0 or absent: an unknown agent fails at once. */
+  readonly unknownAgentGraceMs?: number;
   /** Puts a key back on the work queue (after an execution ends or a slot frees). */
   readonly enqueue: (key: string) => void;
   readonly metrics?: ControllerMetrics;
@@ -154,6 +159,7 @@ export class AgentRunReconciler {
         now: this.#now(),
         handlers: this.#options.handlers,
         audit: this.#audit?.view(run),
+        unknownAgentGraceMs: this.#options.unknownAgentGraceMs ?? 0,
       });
       return await this.#act(key, run, action);
     } finally {
@@ -203,6 +209,14 @@ export class AgentRunReconciler {
         return {};
       case 'start':
         return this.#start(key, run, action.attempt, action.prepared, action.note);
+      case 'awaitAgent':
+        // Preconditioned like a claim: a run another process moved on meanwhile keeps its status.
+        await this.#write(
+          run,
+          awaitingAgentStatus(run, action.message, this.#now()),
+          run.metadata.resourceVersion,
+        );
+        return { requeueAfterMs: action.afterMs };
       case 'releaseFinalizer':
         this.#remember(await this.#options.writer.removeFinalizer(run, FINALIZER));
         return {};
@@ -267,10 +281,11 @@ export class AgentRunReconciler {
     this.#claimed.set(claimed.metadata.uid, claimed);
     if (claimed.status) void this.#audit?.queue(key, claimed, claimed.status);
     const logger = this.#log(claimed, { attempt });
-    this.#metrics.inFlight(claimed.spec.agent, 1);
+    const agent = this.#options.metricsAgent?.(claimed) ?? claimed.spec.agent;
+    this.#metrics.inFlight(agent, 1);
     this.executor.start({
       key,
-      agent: claimed.spec.agent,
+      agent,
       uid: claimed.metadata.uid,
       attempt,
       dryRun: claimed.spec.dryRun,
@@ -463,7 +478,12 @@ export class AgentRunReconciler {
     const now = findCondition(run.status?.conditions, ConditionType.Succeeded);
     const before = findCondition(previous?.conditions, ConditionType.Succeeded);
     if (now && (now.reason !== before?.reason || run.status?.attempts !== previous?.attempts)) {
-      const type = now.status === 'False' || now.reason === Reason.Retrying ? 'Warning' : 'Normal';
+      const type =
+        now.status === 'False' ||
+        now.reason === Reason.Retrying ||
+        now.reason === Reason.AgentNotFound
+          ? 'Warning'
+          : 'Normal';
       const reason = now.reason === Reason.Running ? 'Started' : now.reason;
       // No Event for Queued: the status says it, and in a burst every waiting run would add a
       // second API write to the one the status already costs.
@@ -478,7 +498,11 @@ export class AgentRunReconciler {
       const phase = run.status?.phase;
       const status =
         phase === 'Succeeded' ? 'succeeded' : phase === 'Canceled' ? 'canceled' : 'failed';
-      this.#metrics.runFinished(run.spec.agent, status, run.status?.durationMs ?? 0);
+      this.#metrics.runFinished(
+        this.#options.metricsAgent?.(run) ?? run.spec.agent,
+        status,
+        run.status?.durationMs ?? 0,
+      );
       this.#logFinished(run, now?.reason, now?.message ?? '');
     }
   }

@@ -1,6 +1,7 @@
+import type { AgentDefinition } from '../api/agentdefinition.ts';
 import { type AgentRun, GROUP, PLURAL, parseAgentRun, VERSION } from '../api/agentrun.ts';
-import type { HandlerRegistry } from '../handlers/registry.ts';
-import { Informer } from '../kube/informer.ts';
+import type { AgentResolver } from '../handlers/registry.ts';
+import { Informer, type InformerEventHandler } from '../kube/informer.ts';
 import type { KubeClient } from '../kube/kube-client.ts';
 import { objectKey } from '../kube/kube-object.ts';
 import { defaultControllerRateLimiter } from '../kube/rate-limiter.ts';
@@ -12,12 +13,25 @@ import { ConflictError, KubeAgentRunWriter, NotFoundError } from './agentrun-wri
 import type { RunAudit } from './audit-tracker.ts';
 import { agentRunCacheTransform } from './cache-transform.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
+import { isTerminal } from './run-status.ts';
 
 export interface ControllerOptions {
   readonly client: KubeClient;
   /** '' watches every namespace. */
   readonly namespace: string;
-  readonly registry: HandlerRegistry;
+  /** Where runs find their agent: the HandlerRegistry, or AgentCatalog with AgentDefinitions. */
+  readonly registry: AgentResolver;
+  /**
+   * AgentDefinitions' changes: runs waiting for an agent of that name (AgentNotFound) are looked
+   * at again at once. Absent when AgentDefinitions are off.
+   */
+  readonly definitions?: {
+    addEventHandler(handler: InformerEventHandler<AgentDefinition>): () => void;
+  };
+  /** UNKNOWN_AGENT_GRACE_SECONDS in ms; 0 or absent: an unknown agent fails the run at once. */
+  readonly unknownAgentGraceMs?: number;
+  /** The `agent` label of a run's metrics (definition agents share one); default spec.agent. */
+  readonly metricsAgent?: (run: AgentRun) => string;
   readonly events: RunEvents;
   readonly logger: Logger;
   readonly maxConcurrentRuns: number;
@@ -87,6 +101,8 @@ export class AgentRunController {
       retry: options.retry,
       finalizerAfterMs: options.finalizerAfterMs,
       queuedStatusAfterMs: options.queuedStatusAfterMs ?? 0,
+      unknownAgentGraceMs: options.unknownAgentGraceMs ?? 0,
+      ...(options.metricsAgent ? { metricsAgent: options.metricsAgent } : {}),
       enqueue: (key) => queue.add(key),
       metrics: this.#metrics,
       ...(options.audit ? { audit: options.audit } : {}),
@@ -104,6 +120,24 @@ export class AgentRunController {
         this.#reconciler.forget(run.metadata.uid);
       },
       onResync: enqueue,
+    });
+    // A definition that appears (or changes) wakes the runs naming it that have not started.
+    const wake = (definition: AgentDefinition): void => {
+      const { namespace, name } = definition.metadata;
+      for (const run of this.#informer.list()) {
+        if (
+          run.metadata.namespace === namespace &&
+          run.spec.agent === name &&
+          !isTerminal(run.status) &&
+          (run.status?.attempts ?? 0) === 0
+        ) {
+          enqueue(run);
+        }
+      }
+    };
+    options.definitions?.addEventHandler({
+      onAdd: wake,
+      onUpdate: (_old, definition) => wake(definition),
     });
   }
 

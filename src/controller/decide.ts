@@ -1,8 +1,9 @@
 import { type AgentRun, PARAMS_MAX_BYTES, PARAMS_MAX_DEPTH } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason } from '../api/reasons.ts';
-import type { Handler, Prepared } from '../handlers/handler.ts';
+import type { Prepared } from '../handlers/handler.ts';
 import { errorMessage } from '../handlers/messages.ts';
+import type { AgentResolver } from '../handlers/registry.ts';
 import { jsonProblem } from '../util/json.ts';
 import {
   deadline,
@@ -34,6 +35,11 @@ export type Action =
       readonly prepared: PreparedRun;
       readonly note?: string;
     }
+  /**
+   * The run names no agent yet, within the grace for AgentDefinitions applied with it: say so
+   * (Pending/AgentNotFound, written once) and look again after `afterMs` at the latest.
+   */
+  | { readonly type: 'awaitAgent'; readonly message: string; readonly afterMs: number }
   /** Abort the attempt running in this process. */
   | { readonly type: 'abort'; readonly reason: 'Canceled'; readonly message: string }
   /** End the run without running anything (more). */
@@ -68,11 +74,8 @@ export interface AuditView {
   readonly queuedAtMs?: number | undefined;
 }
 
-/** The handlers a run can name (HandlerRegistry). */
-export interface Handlers {
-  get(name: string): Handler | undefined;
-  unknownAgentMessage(name: string): string;
-}
+/** The agents a run can name: HandlerRegistry, or AgentCatalog with AgentDefinitions. */
+export type Handlers = AgentResolver;
 
 export interface DecideInput {
   /** The newest known state of the run. */
@@ -84,6 +87,12 @@ export interface DecideInput {
   readonly handlers: Handlers;
   /** The audit log's view of the run; undefined when auditing is off. */
   readonly audit?: AuditView | undefined;
+  /**
+   * UNKNOWN_AGENT_GRACE_SECONDS in ms: how long after its creation a run naming no known agent
+   * waits (Pending/AgentNotFound) for one to appear before it ends Failed/UnknownAgent. 0 or
+   * absent: it ends at once.
+   */
+  readonly unknownAgentGraceMs?: number | undefined;
 }
 
 /**
@@ -174,7 +183,8 @@ function whileExecuting(run: AgentRun): Action {
 }
 
 /** Not finished and nothing executes here: end it, wait for its retry, or start an attempt. */
-function beforeAnAttempt({ run, now, handlers }: DecideInput): Action {
+function beforeAnAttempt(input: DecideInput): Action {
+  const { run, now } = input;
   const { spec, metadata, status } = run;
   const reason = findCondition(status?.conditions, ConditionType.Succeeded)?.reason;
   const attempts = status?.attempts ?? 0;
@@ -200,7 +210,7 @@ function beforeAnAttempt({ run, now, handlers }: DecideInput): Action {
   if (reason === Reason.Running) {
     // Running on the status, yet nobody here runs it: the process that did was stopped.
     if (attempts < maxAttempts(run)) {
-      return start(run, handlers, attempts + 1, `attempt ${attempts} was interrupted`);
+      return start(input, attempts + 1, `attempt ${attempts} was interrupted`);
     }
     return finish(
       Reason.Interrupted,
@@ -213,16 +223,22 @@ function beforeAnAttempt({ run, now, handlers }: DecideInput): Action {
     const wait = Math.min(retryAt, due?.getTime() ?? Number.POSITIVE_INFINITY) - now.getTime();
     if (wait > 0) return { type: 'requeue', afterMs: wait };
   }
-  return start(run, handlers, attempts + 1);
+  return start(input, attempts + 1);
 }
 
 /**
  * Starts attempt `attempt` if the run names a handler and its params plan: a run that cannot
  * start ends with the reason its owner can act on (UnknownAgent, InvalidParams).
  */
-function start(run: AgentRun, handlers: Handlers, attempt: number, note?: string): Action {
-  const handler = handlers.get(run.spec.agent);
-  if (!handler) return finish(Reason.UnknownAgent, handlers.unknownAgentMessage(run.spec.agent));
+function start(input: DecideInput, attempt: number, note?: string): Action {
+  const { run } = input;
+  const resolved = input.handlers.resolve(run.spec.agent, run.metadata.namespace);
+  if (!resolved.found) {
+    return resolved.reason === Reason.UnknownAgent
+      ? unknownAgent(input, attempt, resolved.message)
+      : finish(resolved.reason, resolved.message);
+  }
+  const { handler } = resolved;
   const params = run.spec.params ?? {};
   // The CRD cannot bound an object's depth: a handler's recursive schema, JSON.stringify and the
   // audit log's jsonb must never see params nested thousands of levels deep (the stack overflows,
@@ -264,6 +280,33 @@ function start(run: AgentRun, handlers: Handlers, attempt: number, note?: string
   return note === undefined
     ? { type: 'start', attempt, prepared }
     : { type: 'start', attempt, prepared, note };
+}
+
+/**
+ * A run whose agent is unknown. An AgentDefinition is often applied together with the run, and
+ * the two watches may deliver them in either order: a run that has never started waits for the
+ * grace, counted from its creation, then ends UnknownAgent. A retry whose agent has gone (its
+ * definition deleted) ends at once.
+ */
+function unknownAgent(input: DecideInput, attempt: number, message: string): Action {
+  const { run, now } = input;
+  const graceMs = input.unknownAgentGraceMs ?? 0;
+  const created = timeMs(run.metadata.creationTimestamp);
+  if (attempt === 1 && graceMs > 0 && created !== undefined) {
+    const left = created + graceMs - now.getTime();
+    if (left > 0) {
+      const reason = findCondition(run.status?.conditions, ConditionType.Succeeded)?.reason;
+      if (reason === Reason.AgentNotFound) return { type: 'requeue', afterMs: left };
+      const { agent } = run.spec;
+      const seconds = Math.round(graceMs / 100) / 10;
+      return {
+        type: 'awaitAgent',
+        message: `no agent named ${JSON.stringify(agent)} in namespace ${run.metadata.namespace} yet; waiting up to ${seconds}s`,
+        afterMs: left,
+      };
+    }
+  }
+  return finish(Reason.UnknownAgent, message);
 }
 
 function finish(reason: TerminalReason, message: string): Action {

@@ -89,9 +89,14 @@ export function progress(status: AgentRunStatus | undefined): number {
   if (!status) return 0;
   const attempts = status.attempts ?? 0;
   const reason = findCondition(status.conditions, ConditionType.Succeeded)?.reason;
-  // Queued is "attempt 0 ended": after no status at all, before attempt 1 runs.
+  // Queued and AgentNotFound are "attempt 0 ended": after no status at all, before attempt 1 runs.
   const settled =
-    isTerminal(status) || reason === Reason.Retrying || reason === Reason.Queued ? 1 : 0;
+    isTerminal(status) ||
+    reason === Reason.Retrying ||
+    reason === Reason.Queued ||
+    reason === Reason.AgentNotFound
+      ? 1
+      : 0;
   // Terminal outranks everything (a run finished without ever starting has attempts 0), and a
   // terminal status whose audit row is recorded outranks one still waiting for it.
   if (isTerminal(status)) return Number.MAX_SAFE_INTEGER - (isAudited(status) ? 0 : 1);
@@ -144,6 +149,20 @@ export function queuedStatus(run: AgentRun, message: string, now: Date): AgentRu
   status.conditions = withConditions(status, run, now, {
     status: 'Unknown',
     reason: Reason.Queued,
+    message,
+  });
+  return status;
+}
+
+/**
+ * The status of a run whose agent does not exist (yet): phase Pending, Succeeded=Unknown with
+ * reason AgentNotFound, while it waits UNKNOWN_AGENT_GRACE_SECONDS for an AgentDefinition.
+ */
+export function awaitingAgentStatus(run: AgentRun, message: string, now: Date): AgentRunStatus {
+  const status = baseStatus(run, 'Pending');
+  status.conditions = withConditions(status, run, now, {
+    status: 'Unknown',
+    reason: Reason.AgentNotFound,
     message,
   });
   return status;

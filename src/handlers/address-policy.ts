@@ -331,6 +331,13 @@ export interface AddressPolicyOptions {
    * addresses passed to `checkResolved`). Denied like loopback.
    */
   readonly apiServerAddresses?: readonly string[] | undefined;
+  /**
+   * Who the policy guards, in messages: `http.check` (the default) or `agent webhook` (the
+   * webhooks of AgentDefinitions, docs/agents.md).
+   */
+  readonly subject?: string | undefined;
+  /** The config-file field of the allow-list, in messages; default `httpCheck.allowedHosts`. */
+  readonly allowListField?: string | undefined;
 }
 
 /** The outcome of a check: allowed, denied with a message, or "resolve the name and ask again". */
@@ -369,16 +376,28 @@ export interface AddressPolicy {
 const MAX_LISTED_HOSTS = 20;
 const ALLOWED: Verdict = { allowed: true };
 export const POLICY_PREFIX = "blocked by the operator's http.check policy";
+/** The subject and allow-list field of the policy for AgentDefinition webhooks. */
+export const AGENT_WEBHOOK_POLICY = {
+  subject: 'agent webhook',
+  allowListField: 'agentDefinitions.allowedHosts',
+} as const;
+
+/** The prefix of every refusal by a policy guarding `subject`. */
+export function policyPrefix(subject: string): string {
+  return `blocked by the operator's ${subject} policy`;
+}
 
 export function createAddressPolicy(options: AddressPolicyOptions = {}): AddressPolicy {
+  const subject = options.subject ?? 'http.check';
+  const field = options.allowListField ?? 'httpCheck.allowedHosts';
+  const prefix = policyPrefix(subject);
   const allowedHosts = options.allowedHosts ?? [];
   const entries = allowedHosts.map((entry) => {
     try {
       return compileEntry(entry);
     } catch (error) {
-      throw new Error(
-        `http.check allowedHosts entry ${JSON.stringify(entry)} ${(error as Error).message}`,
-      );
+      const what = field === 'httpCheck.allowedHosts' ? 'http.check allowedHosts' : field;
+      throw new Error(`${what} entry ${JSON.stringify(entry)} ${(error as Error).message}`);
     }
   });
   const exact = new Set<string>();
@@ -407,7 +426,7 @@ export function createAddressPolicy(options: AddressPolicyOptions = {}): Address
 
   const notListed = (hostname: string): Denied => ({
     allowed: false,
-    message: `host "${hostname}" is not allowed by the operator's http.check allow-list (allowed: ${listedText()})`,
+    message: `host "${hostname}" is not allowed by the operator's ${subject} allow-list (allowed: ${listedText()})`,
   });
 
   /** `name` is the URL's hostname when it is a name, for "x resolves to y". */
@@ -424,11 +443,11 @@ export function createAddressPolicy(options: AddressPolicyOptions = {}): Address
       if (networks.some((n) => contains(n, ip) && within(n, range))) return ALLOWED;
       const exactOnly = range.prefix === width(range.family);
       const how = exactOnly
-        ? `only an httpCheck.allowedHosts entry naming exactly ${address} opens it`
-        : `only an httpCheck.allowedHosts entry naming ${address} or a CIDR inside ${formatCidr(range)} opens it (hostnames and wider CIDRs do not)`;
+        ? `only an ${field} entry naming exactly ${address} opens it`
+        : `only an ${field} entry naming ${address} or a CIDR inside ${formatCidr(range)} opens it (hostnames and wider CIDRs do not)`;
       return {
         allowed: false,
-        message: `${POLICY_PREFIX}: ${what}, ${DESCRIBED[kind]}; ${how}`,
+        message: `${prefix}: ${what}, ${DESCRIBED[kind]}; ${how}`,
         address,
         class: kind,
       };
@@ -439,7 +458,7 @@ export function createAddressPolicy(options: AddressPolicyOptions = {}): Address
     if (kind === 'private') {
       return {
         allowed: false,
-        message: `${POLICY_PREFIX}: ${what}, ${DESCRIBED[kind]}; private addresses are probed only when httpCheck.allowedHosts lists the host, the address or a CIDR containing it`,
+        message: `${prefix}: ${what}, ${DESCRIBED[kind]}; private addresses are ${subject === 'http.check' ? 'probed' : 'reached'} only when ${field} lists the host, the address or a CIDR containing it`,
         address,
         class: kind,
       };
@@ -447,7 +466,7 @@ export function createAddressPolicy(options: AddressPolicyOptions = {}): Address
     if (name === undefined) return { ...notListed(address), address, class: kind };
     return {
       allowed: false,
-      message: `host "${name}" (${address}) is not allowed by the operator's http.check allow-list (allowed: ${listedText()})`,
+      message: `host "${name}" (${address}) is not allowed by the operator's ${subject} allow-list (allowed: ${listedText()})`,
       address,
       class: kind,
     };
@@ -471,14 +490,14 @@ export function createAddressPolicy(options: AddressPolicyOptions = {}): Address
       const name = normalizeHost(hostname);
       const hostMatched = hostListed(hostname);
       if (addresses.length === 0) {
-        return { allowed: false, message: `${POLICY_PREFIX}: ${name} resolved to no address` };
+        return { allowed: false, message: `${prefix}: ${name} resolved to no address` };
       }
       for (const text of addresses) {
         const ip = parseIp(text);
         if (ip === undefined) {
           return {
             allowed: false,
-            message: `${POLICY_PREFIX}: ${name} resolved to ${JSON.stringify(text)}, not an IP address`,
+            message: `${prefix}: ${name} resolved to ${JSON.stringify(text)}, not an IP address`,
           };
         }
         const verdict = checkAddress(ip, name, hostMatched, api);

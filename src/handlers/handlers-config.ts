@@ -4,12 +4,14 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { yaml } from '../util/yaml.ts';
+import { AGENT_WEBHOOK_POLICY } from './address-policy.ts';
 import type { Handler, JsonObject } from './handler.ts';
 import { handlerNameProblem } from './handler.ts';
 import { redactUrl } from './http.ts';
 import { allowedHostProblem, HTTP_CHECK_NAME, httpCheckHandler } from './http-check.ts';
 import { errorMessage, formatIssues } from './messages.ts';
 import { noopHandler } from './noop.ts';
+import { createTargetVetter, type Resolver, type TargetVetter } from './outbound.ts';
 import {
   headerNameProblem,
   headerValueProblem,
@@ -57,6 +59,12 @@ const handlersConfigSchema = z
   .strictObject({
     webhooks: z.array(webhookConfig).optional(),
     httpCheck: z
+      .strictObject({
+        allowedHosts: z.array(z.string().superRefine(problemCheck(allowedHostProblem))).optional(),
+      })
+      .optional(),
+    // Where the webhooks of AgentDefinitions may go beyond public addresses (docs/agents.md).
+    agentDefinitions: z
       .strictObject({
         allowedHosts: z.array(z.string().superRefine(problemCheck(allowedHostProblem))).optional(),
       })
@@ -146,6 +154,23 @@ export function builtinHandlers(
 }
 
 /**
+ * The address checks of AgentDefinition webhooks: the http.check policy's rules with the
+ * config's own allow-list, `agentDefinitions.allowedHosts` (http.check's list opens nothing here),
+ * and the API server always refused.
+ */
+export function agentDefinitionVetter(
+  config: HandlersConfig = {},
+  options: BuiltinHandlersOptions & { readonly resolve?: Resolver | undefined } = {},
+): TargetVetter {
+  return createTargetVetter({
+    ...AGENT_WEBHOOK_POLICY,
+    allowedHosts: config.agentDefinitions?.allowedHosts,
+    apiServerHosts: options.apiServerHosts,
+    resolve: options.resolve,
+  });
+}
+
+/**
  * What the config configures, safe to log at start-up: webhook URLs without userinfo, query or
  * fragment, header names without values.
  */
@@ -158,5 +183,6 @@ export function summarizeHandlersConfig(config: HandlersConfig): JsonObject {
       headerNames: Object.keys(webhook.headers ?? {}),
     })),
     httpCheckAllowedHosts: config.httpCheck?.allowedHosts ?? [],
+    agentDefinitionsAllowedHosts: config.agentDefinitions?.allowedHosts ?? [],
   };
 }

@@ -2,30 +2,23 @@
 // latency. Because the author picks the URL and the probe leaves from inside the cluster, every
 // target goes through the address policy (address-policy.ts): the name is resolved once, every
 // address it resolved to is checked, and the connection goes to those checked addresses only.
-import { promises as dns } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { isIP, type LookupFunction } from 'node:net';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
-import {
-  createAddressPolicy,
-  type Denied,
-  type HostVerdict,
-  normalizeHost,
-  parseIp,
-} from './address-policy.ts';
+import { type HostVerdict, normalizeHost } from './address-policy.ts';
 import type { Handler, HandlerContext, JsonObject } from './handler.ts';
 import { defineHandler } from './handler.ts';
 import { withDeadline } from './http.ts';
+import { createTargetVetter, pinnedLookup, type Resolver } from './outbound.ts';
 
 export { allowedHostProblem } from './address-policy.ts';
 
 export const HTTP_CHECK_NAME = 'http.check';
 export const HTTP_CHECK_MAX_MS = 600_000;
 
-/** Resolves a hostname to every address it has (dns.lookup semantics: /etc/hosts, then DNS). */
-export type Resolver = (hostname: string) => Promise<readonly string[]>;
+export type { Resolver } from './outbound.ts';
 
 export interface HttpCheckOptions {
   /**
@@ -56,17 +49,13 @@ export type HttpCheckPlan = {
 const statusCode = z.int().min(100).max(599);
 const duration = z.int().min(1).max(HTTP_CHECK_MAX_MS);
 
-const systemResolver: Resolver = async (hostname) =>
-  (await dns.lookup(hostname, { all: true, order: 'verbatim' })).map((a) => a.address);
-
 export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
-  const apiServerHosts = (options.apiServerHosts ?? []).map(normalizeHost).filter((h) => h !== '');
-  const policy = createAddressPolicy({
+  const vetter = createTargetVetter({
     allowedHosts: options.allowedHosts,
-    apiServerAddresses: apiServerHosts.filter((h) => parseIp(h) !== undefined),
+    apiServerHosts: options.apiServerHosts,
+    resolve: options.resolve,
   });
-  const apiServerNames = apiServerHosts.filter((h) => parseIp(h) === undefined);
-  const resolve = options.resolve ?? systemResolver;
+  const { policy } = vetter;
 
   const params = z.strictObject({
     url: z.string().superRefine((value, ctx) => {
@@ -83,33 +72,6 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
     timeoutMs: duration.default(10_000),
   });
 
-  /** The addresses the probe may connect to, or why it may not be sent at all. */
-  async function vet(
-    url: URL,
-    signal: AbortSignal,
-  ): Promise<{ denied: Denied } | { addresses: readonly string[] }> {
-    const hostname = normalizeHost(url.hostname);
-    const verdict = policy.checkHost(hostname);
-    if (verdict.allowed === false) return { denied: verdict };
-    if (verdict.allowed === true) return { addresses: [hostname] };
-    // One lookup; the connection uses its answer, so DNS cannot change between check and use.
-    const [addresses, apiServer] = await Promise.all([
-      abortable(resolve(hostname), signal),
-      resolveApiServer(signal),
-    ]);
-    // The target is the API server by name: whatever it resolved to now is the API server.
-    const extra = apiServerNames.includes(hostname) ? [...apiServer, ...addresses] : apiServer;
-    const resolved = policy.checkResolved(hostname, addresses, extra);
-    return resolved.allowed ? { addresses } : { denied: resolved };
-  }
-
-  async function resolveApiServer(signal: AbortSignal): Promise<string[]> {
-    const answers = await Promise.all(
-      apiServerNames.map((name) => abortable(resolve(name), signal).catch(() => [])),
-    );
-    return answers.flat();
-  }
-
   async function probe(plan: HttpCheckPlan, ctx: HandlerContext): Promise<JsonObject> {
     // Either flag is enough: a dry run must never send the request.
     if (plan.dryRun || ctx.dryRun) {
@@ -125,7 +87,7 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
     const outcome = await withDeadline(what, ctx.signal, plan.timeoutMs, async (signal) => {
       // Latency counts from before the lookup, as it did when fetch did the lookup itself.
       const started = performance.now();
-      const target = await vet(url, signal);
+      const target = await vetter.vet(url, signal);
       if ('denied' in target) return target;
       const status = await send(url, plan.method, target.addresses, signal);
       // Latency is time to the response headers: the body is not part of the check.
@@ -168,42 +130,6 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
     }),
     run: probe,
   });
-}
-
-/** Settles with `work`, or rejects with the signal's reason as soon as it aborts. */
-function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-/**
- * A `lookup` that answers with the vetted addresses only, whatever it is asked: the socket
- * connects to what the policy checked, while Host and TLS SNI (and certificate verification)
- * keep the URL's hostname.
- */
-function pinnedLookup(addresses: readonly string[]): LookupFunction {
-  const all = addresses.map((address) => ({ address, family: isIP(address.split('%')[0] ?? '') }));
-  return (hostname, options, callback) => {
-    const wanted =
-      options.family === 4 || options.family === 6
-        ? all.filter((a) => a.family === options.family)
-        : all;
-    const [first] = wanted;
-    if (first === undefined) {
-      const error: NodeJS.ErrnoException = new Error(
-        `no IPv${options.family} address for ${hostname}`,
-      );
-      error.code = 'ENOTFOUND';
-      callback(error, '', 0);
-      return;
-    }
-    if (options.all) callback(null, wanted);
-    else callback(null, first.address, first.family);
-  };
 }
 
 /** Sends the request to the vetted addresses; resolves with the status once headers arrive. */

@@ -7,7 +7,35 @@ import { handlerNameProblem } from './handler.ts';
 /** How many known names an unknown-agent message lists before "and N more". */
 const LISTED_NAMES = 20;
 
-export class HandlerRegistry {
+/**
+ * What an agent name comes to for a run: a handler, or the terminal reason why there is none.
+ * `UnknownAgent` may still turn into a handler (an AgentDefinition applied with the run), so the
+ * controller waits UNKNOWN_AGENT_GRACE_SECONDS before it ends the run; the others are final.
+ */
+export type Resolution =
+  | { readonly found: true; readonly handler: Handler }
+  | {
+      readonly found: false;
+      readonly reason: 'UnknownAgent' | 'InvalidAgent' | 'ExecutorUnavailable';
+      readonly message: string;
+    };
+
+/** Where the controller looks up the agent a run names (the registry, or AgentCatalog). */
+export interface AgentResolver {
+  /** The agent `name` means for a run in `namespace`. */
+  resolve(name: string, namespace: string): Resolution;
+}
+
+/** `no handler named "x"; known agents: a, b and N more`, the UnknownAgent message. */
+export function unknownAgentMessage(name: string, known: readonly string[]): string {
+  const quoted = JSON.stringify(truncate(name, 140, ELLIPSIS));
+  if (known.length === 0) return `no handler named ${quoted}; no agents are registered`;
+  const listed = known.slice(0, LISTED_NAMES).join(', ');
+  const more = known.length > LISTED_NAMES ? ` and ${known.length - LISTED_NAMES} more` : '';
+  return `no handler named ${quoted}; known agents: ${listed}${more}`;
+}
+
+export class HandlerRegistry implements AgentResolver {
   readonly #handlers = new Map<string, Handler>();
   #sortedNames: readonly string[] | undefined;
 
@@ -53,11 +81,14 @@ export class HandlerRegistry {
 
   /** The status message for a run whose `spec.agent` names no registered handler. */
   unknownAgentMessage(name: string): string {
-    const quoted = JSON.stringify(truncate(name, 140, ELLIPSIS));
-    const names = this.names();
-    if (names.length === 0) return `no handler named ${quoted}; no agents are registered`;
-    const listed = names.slice(0, LISTED_NAMES).join(', ');
-    const more = names.length > LISTED_NAMES ? ` and ${names.length - LISTED_NAMES} more` : '';
-    return `no handler named ${quoted}; known agents: ${listed}${more}`;
+    return unknownAgentMessage(name, this.names());
+  }
+
+  /** The registered handler; the registry knows no namespaces. */
+  resolve(name: string, _namespace?: string): Resolution {
+    const handler = this.#handlers.get(name);
+    return handler
+      ? { found: true, handler }
+      : { found: false, reason: 'UnknownAgent', message: this.unknownAgentMessage(name) };
   }
 }

@@ -1,10 +1,19 @@
 // Webhook agents: the operator's admin configures endpoints (URL, headers with credentials) and
 // names them; an AgentRun only picks a name and sends params. The URL and headers never come
 // from, nor appear in, the run: plans, errors and logs name the endpoint instead.
+//
+// The same handler serves AgentDefinition webhooks (agent-definitions.ts), whose URL a namespace
+// user chose: with a `vetter`, the URL goes through the address policy (resolved once, every
+// address checked, the connection made to those addresses only), as http.check's does.
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
+import { normalizeHost } from './address-policy.ts';
 import type { Handler, HandlerContext, JsonObject, JsonValue } from './handler.ts';
 import { handlerNameProblem, jsonObjectSchema, parseParams } from './handler.ts';
-import { excerpt, readBodyLimited, withDeadline } from './http.ts';
+import { excerpt, type LimitedBody, readBodyLimited, withDeadline } from './http.ts';
+import { pinnedLookup, type TargetVetter } from './outbound.ts';
 
 /** Responses are artifacts on the run's status; anything larger is a misbehaving endpoint. */
 export const WEBHOOK_MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -19,9 +28,22 @@ export interface WebhookOptions {
   /** Sent with every request; may carry credentials, so they are never logged or reported. */
   readonly headers?: Readonly<Record<string, string>> | undefined;
   readonly description?: string | undefined;
+  /**
+   * Checks the URL's addresses before every request (AgentDefinition webhooks): a refused target
+   * fails the attempt with the policy's message and nothing is sent. Absent for the config
+   * file's webhooks, whose URLs an admin chose.
+   */
+  readonly vetter?: TargetVetter | undefined;
+  /** Added to every plan (an AgentDefinition's identity and generation). */
+  readonly planExtra?: JsonObject | undefined;
 }
 
-export type WebhookPlan = { endpoint: string; dryRun: boolean; params: JsonObject };
+export type WebhookPlan = {
+  endpoint: string;
+  dryRun: boolean;
+  params: JsonObject;
+  [extra: string]: JsonValue;
+};
 
 /** The JSON body POSTed to the endpoint. */
 export type WebhookRequestBody = {
@@ -64,7 +86,13 @@ export function webhookHandler(options: WebhookOptions): Handler {
       params: plan.params,
     };
     const started = performance.now();
-    const response = await withDeadline(what, ctx.signal, timeoutMs, async (signal) => {
+    const vetter = options.vetter;
+    const outcome = await withDeadline(what, ctx.signal, timeoutMs, async (signal) => {
+      if (vetter) {
+        const target = await vetter.vet(url, signal);
+        if ('denied' in target) return target;
+        return postPinned(url, target.addresses, headers, JSON.stringify(body), signal);
+      }
       const res = await fetch(url, {
         method: 'POST',
         headers,
@@ -75,6 +103,11 @@ export function webhookHandler(options: WebhookOptions): Handler {
       });
       return { status: res.status, body: await readBodyLimited(res, WEBHOOK_MAX_RESPONSE_BYTES) };
     });
+    if ('denied' in outcome) {
+      ctx.logger.info({ endpoint: name, denied: outcome.denied.message }, 'webhook refused');
+      throw new Error(`${what} not sent: ${outcome.denied.message}`);
+    }
+    const response = outcome;
     const latencyMs = Math.round(performance.now() - started);
     ctx.logger.debug({ endpoint: name, status: response.status, latencyMs }, 'webhook answered');
     return artifactsFrom(what, response.status, response.body);
@@ -86,10 +119,76 @@ export function webhookHandler(options: WebhookOptions): Handler {
     prepare(input) {
       const params = parseParams(jsonObjectSchema, input.params);
       if (!params.ok) return params;
-      const plan: WebhookPlan = { endpoint: name, dryRun: input.dryRun, params: params.value };
+      const plan: WebhookPlan = {
+        ...options.planExtra,
+        endpoint: name,
+        dryRun: input.dryRun,
+        params: params.value,
+      };
       return { ok: true, plan, execute: (ctx) => call(input.objective, plan, ctx) };
     },
   };
+}
+
+/**
+ * POSTs `body` over a fresh connection to the vetted `addresses` only (Host, TLS SNI and
+ * certificate checks keep the URL's name). Redirects are not followed: node:http never does.
+ */
+function postPinned(
+  url: URL,
+  addresses: readonly string[],
+  headers: Headers,
+  body: string,
+  signal: AbortSignal,
+): Promise<{ status: number; body: LimitedBody }> {
+  const hostname = normalizeHost(url.hostname);
+  const secure = url.protocol === 'https:';
+  const outgoing: Record<string, string> = { host: url.host };
+  for (const [key, value] of headers) outgoing[key] = value;
+  outgoing['content-length'] = String(Buffer.byteLength(body));
+  return new Promise((resolve, reject) => {
+    const request = (secure ? https : http).request(
+      {
+        protocol: url.protocol,
+        host: hostname,
+        port: url.port === '' ? undefined : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        method: 'POST',
+        signal,
+        // No pooled socket connected for another answer.
+        agent: false,
+        lookup: pinnedLookup(addresses),
+        ...(secure && isIP(hostname) === 0 ? { servername: hostname } : {}),
+        headers: outgoing,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        let truncated = false;
+        const done = (): void => {
+          // A multi-byte character cut at the limit decodes to U+FFFD rather than throwing.
+          const text = new TextDecoder().decode(Buffer.concat(chunks));
+          resolve({ status: response.statusCode ?? 0, body: { text, truncated } });
+        };
+        response.on('data', (chunk: Buffer) => {
+          if (truncated) return;
+          if (size + chunk.byteLength > WEBHOOK_MAX_RESPONSE_BYTES) {
+            chunks.push(chunk.subarray(0, WEBHOOK_MAX_RESPONSE_BYTES - size));
+            truncated = true;
+            response.destroy();
+            done();
+            return;
+          }
+          chunks.push(chunk);
+          size += chunk.byteLength;
+        });
+        response.on('end', done);
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
 }
 
 /**

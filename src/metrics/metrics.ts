@@ -44,6 +44,13 @@ export const AUDIT_WRITE_LATENCY_BUCKETS_SECONDS: readonly number[] = [
  */
 export const UNKNOWN_AGENT = '_unknown';
 
+/**
+ * The `agent` label of runs of AgentDefinitions (docs/agents.md). Whoever may create
+ * AgentDefinitions picks their names, so they share one series for the same reason; the audit
+ * log and the runs' status name the agent.
+ */
+export const DEFINED_AGENT = '_defined';
+
 export const RUN_STATUSES = ['succeeded', 'failed', 'canceled'] as const;
 export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'] as const;
 export const AUDIT_WRITE_RESULTS = ['success', 'error'] as const;
@@ -173,7 +180,7 @@ class PrometheusMetrics implements OperatorMetrics {
       registers,
     });
     const agents = new Map<string, AgentSeries>();
-    for (const agent of new Set([...options.agents, UNKNOWN_AGENT])) {
+    for (const agent of new Set([...options.agents, UNKNOWN_AGENT, DEFINED_AGENT])) {
       agents.set(agent, {
         total: {
           succeeded: runsTotal.labels(agent, 'succeeded'),

@@ -77,7 +77,8 @@ describe('AgentRun lifecycle', () => {
   });
 
   it('fails a run whose agent is unknown, naming the known agents', async () => {
-    const { runs } = await setup('unknown');
+    // At once: the unknown-agent grace has its own tests (agentdefinition.test.ts).
+    const { runs } = await setup('unknown', { UNKNOWN_AGENT_GRACE_SECONDS: '0' });
     await runs.create('who', { agent: 'no-such-agent' });
     const run = await runs.waitForPhase('who', 'Failed');
     const succeeded = run.status?.conditions?.find((c) => c.type === 'Succeeded');

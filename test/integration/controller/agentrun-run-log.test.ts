@@ -29,7 +29,13 @@ describe('one log line per finished run', () => {
   it('at info for Succeeded and Canceled, at warn with the error for failures and timeouts', async () => {
     const namespace = await createNamespace(kc, 'run-log');
     const { logger, lines } = capturingLogger('info');
-    await startOperator({ kubeConfig: kc, namespace, logger });
+    // `nobody` fails at once: the unknown-agent grace has its own tests (agentdefinition.test.ts).
+    await startOperator({
+      kubeConfig: kc,
+      namespace,
+      logger,
+      env: { UNKNOWN_AGENT_GRACE_SECONDS: '0' },
+    });
     const runs = new AgentRuns(kc, namespace);
 
     const created = new Map<string, AgentRun>();

@@ -77,7 +77,10 @@ const appliedNames = (stdout: string) =>
     .sort();
 
 // What each kustomization installs, as kubectl names the objects.
-const CRD = ['customresourcedefinition.apiextensions.k8s.io/agentruns.agents.applylens.io'];
+const CRD = [
+  'customresourcedefinition.apiextensions.k8s.io/agentruns.agents.applylens.io',
+  'customresourcedefinition.apiextensions.k8s.io/agentdefinitions.agents.applylens.io',
+];
 const RBAC = [
   'serviceaccount/agentrun-operator',
   'clusterrole.rbac.authorization.k8s.io/agentrun-manager',
@@ -87,6 +90,8 @@ const RBAC = [
   'clusterrole.rbac.authorization.k8s.io/agentrun-admin',
   'clusterrole.rbac.authorization.k8s.io/agentrun-editor',
   'clusterrole.rbac.authorization.k8s.io/agentrun-viewer',
+  'clusterrole.rbac.authorization.k8s.io/agentdefinition-editor',
+  'clusterrole.rbac.authorization.k8s.io/agentdefinition-viewer',
 ];
 const METRICS_AUTH = [
   'clusterrole.rbac.authorization.k8s.io/agentrun-metrics-auth',
@@ -207,7 +212,7 @@ describe('deploy/ kustomizations on the API server (dry run)', () => {
     },
   );
 
-  it('the samples pass the AgentRun CRD', async () => {
+  it('the samples pass the AgentRun and AgentDefinition CRDs', async () => {
     const namespace = await createNamespace(admin, 'deploy-samples');
     const result = await kubectl([
       'apply',
@@ -220,13 +225,29 @@ describe('deploy/ kustomizations on the API server (dry run)', () => {
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/agentrun\.agents\.applylens\.io\/hello created/);
+    // The AgentDefinition samples live apart (make dev applies deploy/samples/ only).
+    const agents = await kubectl([
+      'create',
+      '--dry-run=server',
+      '--validate=strict',
+      '-n',
+      namespace,
+      '-f',
+      'deploy/samples/agents/',
+    ]);
+    expect(agents.code, agents.stderr).toBe(0);
+    expect(agents.stdout).toMatch(/agentdefinition\.agents\.applylens\.io\/ticket-bot created/);
+    expect(agents.stdout).toMatch(/agentdefinition\.agents\.applylens\.io\/builder created/);
   });
 
-  it('deploy/crd/agentrun.yaml is crds/agentrun.yaml (fix: cp crds/agentrun.yaml deploy/crd/)', () => {
-    expect(readFileSync(join(ROOT, 'deploy/crd/agentrun.yaml'), 'utf8')).toBe(
-      readFileSync(join(ROOT, 'crds/agentrun.yaml'), 'utf8'),
-    );
-  });
+  it.each(['agentrun.yaml', 'agentdefinition.yaml'])(
+    'deploy/crd/%s is its copy in crds/ (fix: cp crds/*.yaml deploy/crd/)',
+    (file) => {
+      expect(readFileSync(join(ROOT, 'deploy/crd', file), 'utf8')).toBe(
+        readFileSync(join(ROOT, 'crds', file), 'utf8'),
+      );
+    },
+  );
 
   it('make build-installer writes dist/install.yaml: deploy/default with the IMG image', async () => {
     const image = 'registry.example/agentrun/operator:9.9.9-test';

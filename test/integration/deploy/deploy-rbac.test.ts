@@ -139,6 +139,8 @@ const MANAGER_RULES = [
   ...expand(GROUP, 'agentruns', ['get', 'list', 'watch', 'update', 'patch', 'delete']),
   ...expand(GROUP, 'agentruns/status', ['get', 'update', 'patch']),
   ...expand(GROUP, 'agentruns/finalizers', ['update']),
+  ...expand(GROUP, 'agentdefinitions', ['get', 'list', 'watch']),
+  ...expand(GROUP, 'agentdefinitions/status', ['update', 'patch']),
   ...expand('events.k8s.io', 'events', ['create', 'patch']),
 ];
 /** Plus, in its own namespace only (leader-election-role.yaml). */
@@ -267,6 +269,70 @@ describe('the operator ServiceAccount, bound by deploy/rbac', () => {
       ),
     ).toBe(200);
     expect(await statusOf(runs.deleteNamespacedCustomObject(target))).toBe(200);
+  });
+
+  it('reads AgentDefinitions and writes their status, never creates or changes them', async () => {
+    const definitions = operator.makeApiClient(CustomObjectsApi);
+    const target = {
+      group: GROUP,
+      version: VERSION,
+      namespace: work,
+      plural: 'agentdefinitions',
+    };
+    await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      ...target,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'AgentDefinition',
+        metadata: { name: 'hook' },
+        spec: { webhook: { url: 'https://hooks.example/run' } },
+      },
+    });
+    expect(
+      await statusOf(
+        definitions.listClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: 'agentdefinitions',
+        }),
+      ),
+    ).toBe(200);
+    expect(await can(operator, { group: GROUP, resource: 'agentdefinitions', verb: 'watch' })).toBe(
+      true,
+    );
+    expect(
+      await statusOf(
+        definitions.patchNamespacedCustomObjectStatus({
+          ...target,
+          name: 'hook',
+          body: [{ op: 'add', path: '/status', value: { executor: 'webhook' } }],
+        }),
+      ),
+    ).toBe(200);
+    expect(
+      await statusOf(
+        definitions.patchNamespacedCustomObject(
+          { ...target, name: 'hook', body: { spec: { description: 'forged' } } },
+          mergePatch,
+        ),
+      ),
+    ).toBe(403);
+    expect(
+      await statusOf(
+        definitions.createNamespacedCustomObject({
+          ...target,
+          body: {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: 'AgentDefinition',
+            metadata: { name: 'forged' },
+            spec: { webhook: { url: 'https://hooks.example/run' } },
+          },
+        }),
+      ),
+    ).toBe(403);
+    expect(
+      await statusOf(definitions.deleteNamespacedCustomObject({ ...target, name: 'hook' })),
+    ).toBe(403);
   });
 
   it('records events.k8s.io Events in the runs’ namespaces', async () => {
@@ -569,6 +635,86 @@ describe('people bound to agentrun-viewer, agentrun-editor and agentrun-admin', 
   });
 });
 
+describe('people bound to agentdefinition-viewer and agentdefinition-editor', () => {
+  const inWork = () => ({
+    group: GROUP,
+    version: VERSION,
+    namespace: work,
+    plural: 'agentdefinitions',
+  });
+  const definition = (name: string) => ({
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'AgentDefinition',
+    metadata: { name },
+    spec: { webhook: { url: 'https://hooks.example/run' } },
+  });
+
+  it('viewer reads definitions; editor registers, changes and deletes them; neither writes status', async () => {
+    const viewer = mintUser(plane, `def-viewer-${suffix}@example.com`);
+    const editor = mintUser(plane, `def-editor-${suffix}@example.com`);
+    const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
+    for (const [user, role] of [
+      [viewer, 'agentdefinition-viewer'],
+      [editor, 'agentdefinition-editor'],
+    ] as const) {
+      await rbac.createNamespacedRoleBinding({
+        namespace: work,
+        body: {
+          metadata: { name: role },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
+          subjects: [{ kind: 'User', apiGroup: 'rbac.authorization.k8s.io', name: user.name }],
+        },
+      });
+      await eventually(`${role} for ${user.name}`, user.kubeConfig, {
+        group: GROUP,
+        resource: 'agentdefinitions',
+        verb: 'list',
+        namespace: work,
+      });
+    }
+    const asEditor = editor.kubeConfig.makeApiClient(CustomObjectsApi);
+    const asViewer = viewer.kubeConfig.makeApiClient(CustomObjectsApi);
+    expect(
+      await statusOf(
+        asEditor.createNamespacedCustomObject({ ...inWork(), body: definition('by-editor') }),
+      ),
+    ).toBe(200);
+    expect(
+      await statusOf(
+        asEditor.patchNamespacedCustomObject(
+          { ...inWork(), name: 'by-editor', body: { spec: { description: 'changed' } } },
+          mergePatch,
+        ),
+      ),
+    ).toBe(200);
+    expect(
+      await statusOf(
+        asEditor.patchNamespacedCustomObjectStatus({
+          ...inWork(),
+          name: 'by-editor',
+          body: [{ op: 'add', path: '/status', value: { executor: 'job' } }],
+        }),
+      ),
+    ).toBe(403);
+    expect(await statusOf(asViewer.listNamespacedCustomObject(inWork()))).toBe(200);
+    expect(
+      await statusOf(
+        asViewer.createNamespacedCustomObject({ ...inWork(), body: definition('by-viewer') }),
+      ),
+    ).toBe(403);
+    expect(
+      await statusOf(asViewer.deleteNamespacedCustomObject({ ...inWork(), name: 'by-editor' })),
+    ).toBe(403);
+    expect(
+      await statusOf(asEditor.deleteNamespacedCustomObject({ ...inWork(), name: 'by-editor' })),
+    ).toBe(200);
+    // Neither gets AgentRuns from these roles.
+    expect(
+      await statusOf(asEditor.listNamespacedCustomObject({ ...inWork(), plural: PLURAL })),
+    ).toBe(403);
+  });
+});
+
 describe('the operator, running as its ServiceAccount with only the roles in deploy/', () => {
   it('runs, cancels, deletes and expires runs, records Events and holds its Lease', async () => {
     const namespace = await createNamespace(admin, 'deploy-rbac-life');
@@ -591,6 +737,29 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
     await waitFor('the Lease', async () => (op.isLeader ? true : undefined), { timeoutMs: 15_000 });
     const runs = new AgentRuns(admin, namespace);
 
+    // It watches AgentDefinitions (it would not become ready otherwise) and writes their status.
+    await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: 'agentdefinitions',
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'AgentDefinition',
+        metadata: { name: 'noop' },
+        spec: { webhook: { url: 'https://hooks.example/run' } },
+      },
+    });
+    await waitFor('the definition status', async () => {
+      const got = (await admin.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace,
+        plural: 'agentdefinitions',
+        name: 'noop',
+      })) as { status?: { conditions?: { type: string; reason: string }[] } };
+      return got.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
+    }).then((reason) => expect(reason).toBe('NameTaken'));
     await runs.create('ok', { agent: 'noop', ttlSecondsAfterFinished: 1 });
     await runs.create('canceled', { agent: 'noop', params: { delayMs: 60_000 } });
     await runs.create('deleted', { agent: 'noop', params: { delayMs: 60_000 } });

@@ -222,6 +222,8 @@ describe('the bad-input corpora against a real API server, operator and PostgreS
         DATABASE_URL: db.url,
         AUDIT_SYNC_WAIT_MS: '1000',
         MAX_CONCURRENT_RUNS: '200',
+        // The corpus expects an unknown agent to fail at once (the grace has its own tests).
+        UNKNOWN_AGENT_GRACE_SECONDS: '0',
       },
       handlers: HOOK_CASES.map((c, index) =>
         webhookHandler({ name: `wh-${index}`, url: `${origin}/${index}`, timeoutMs: c.timeoutMs }),

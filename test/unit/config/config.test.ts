@@ -28,6 +28,8 @@ const DEFAULTS = {
   RESYNC_PERIOD_SECONDS: 600,
   FINALIZER_AFTER_MS: 1_000,
   QUEUED_STATUS_AFTER_MS: 2_000,
+  AGENT_DEFINITIONS_ENABLED: true,
+  UNKNOWN_AGENT_GRACE_SECONDS: 10,
   APPLYLENS_AGENT_AUDIT_ENABLED: true,
   DATABASE_URL: '',
   AUDIT_MIGRATE: true,
@@ -159,6 +161,7 @@ describe('loadConfig: environment parsing', () => {
     { key: 'RESYNC_PERIOD_SECONDS', min: 0, max: 86_400 },
     { key: 'FINALIZER_AFTER_MS', min: 0, max: 3_600_000 },
     { key: 'QUEUED_STATUS_AFTER_MS', min: 0, max: 3_600_000 },
+    { key: 'UNKNOWN_AGENT_GRACE_SECONDS', min: 0, max: 3_600 },
   ];
   for (const { key, min, max } of ranges) {
     it(`${key} accepts ${min}..${max} and rejects ${min - 1} and ${max + 1}`, () => {

@@ -69,6 +69,8 @@ export const TERMINAL_REASONS: readonly TerminalReason[] = [
   'Canceled',
   'UnknownAgent',
   'InvalidParams',
+  'InvalidAgent',
+  'ExecutorUnavailable',
   'BackoffLimitExceeded',
   'Interrupted',
 ];

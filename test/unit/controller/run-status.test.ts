@@ -296,7 +296,7 @@ describe('conditions (kstatus semantics)', () => {
   });
 
   it('covers every terminal reason', () => {
-    expect(TERMINAL_REASONS).toHaveLength(8);
+    expect(TERMINAL_REASONS).toHaveLength(10);
     for (const reason of TERMINAL_REASONS) {
       const status = ended(reason);
       expect(isTerminal(status)).toBe(true);

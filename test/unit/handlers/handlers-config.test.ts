@@ -256,6 +256,7 @@ describe('summarizeHandlersConfig', () => {
         },
       ],
       httpCheckAllowedHosts: ['status.example.com', '*.svc.cluster.local'],
+      agentDefinitionsAllowedHosts: [],
     });
     expect(JSON.stringify(summary)).not.toContain('s3cret');
   });

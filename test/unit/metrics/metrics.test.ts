@@ -4,6 +4,7 @@ import {
   AGENT_RUN_LATENCY_BUCKETS_MS,
   AUDIT_WRITE_LATENCY_BUCKETS_SECONDS,
   createMetrics,
+  DEFINED_AGENT,
   type MetricsOptions,
   NO_RESPONSE_CODE,
   RECONCILE_TIME_BUCKETS_SECONDS,
@@ -321,7 +322,7 @@ describe('pre-initialisation', () => {
     const exposition = await scrape(
       build({ leaderElectionName: 'agentrun-operator.agents.applylens.io' }),
     );
-    for (const agent of [...AGENTS, UNKNOWN_AGENT]) {
+    for (const agent of [...AGENTS, UNKNOWN_AGENT, DEFINED_AGENT]) {
       for (const status of ['succeeded', 'failed', 'canceled']) {
         expect(
           sampleValue(exposition, 'agent_runs_total', { agent, status }),
@@ -460,7 +461,7 @@ describe('agent runs', () => {
     }
     const exposition = await scrape(metrics);
     const agents = new Set(find(exposition, 'agent_runs_total').map((s) => s.labels['agent']));
-    expect([...agents].sort()).toEqual([...AGENTS, UNKNOWN_AGENT].sort());
+    expect([...agents].sort()).toEqual([...AGENTS, UNKNOWN_AGENT, DEFINED_AGENT].sort());
     expect(
       sampleValue(exposition, 'agent_runs_total', { agent: UNKNOWN_AGENT, status: 'failed' }),
     ).toBe(100);
