@@ -2,16 +2,13 @@
 // latency. Because the author picks the URL and the probe leaves from inside the cluster, every
 // target goes through the address policy (address-policy.ts): the name is resolved once, every
 // address it resolved to is checked, and the connection goes to those checked addresses only.
-import http from 'node:http';
-import https from 'node:https';
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
-import { type HostVerdict, normalizeHost } from './address-policy.ts';
+import type { HostVerdict } from './address-policy.ts';
 import type { Handler, HandlerContext, JsonObject } from './handler.ts';
 import { defineHandler } from './handler.ts';
-import { withDeadline } from './http.ts';
-import { createTargetVetter, pinnedLookup, type Resolver } from './outbound.ts';
+import { sendHttp, withDeadline } from './http.ts';
+import { createTargetVetter, type Resolver } from './outbound.ts';
 
 export { allowedHostProblem } from './address-policy.ts';
 
@@ -89,7 +86,12 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
       const started = performance.now();
       const target = await vetter.vet(url, signal);
       if ('denied' in target) return target;
-      const status = await send(url, plan.method, target.addresses, signal);
+      const { status } = await sendHttp(url, {
+        method: plan.method,
+        headers: { 'user-agent': `${OPERATOR_NAME}/${OPERATOR_VERSION} (http.check)` },
+        signal,
+        addresses: target.addresses,
+      });
       // Latency is time to the response headers: the body is not part of the check.
       return { status, latencyMs: Math.round(performance.now() - started) };
     });
@@ -129,44 +131,6 @@ export function httpCheckHandler(options: HttpCheckOptions = {}): Handler {
       dryRun,
     }),
     run: probe,
-  });
-}
-
-/** Sends the request to the vetted addresses; resolves with the status once headers arrive. */
-function send(
-  url: URL,
-  method: string,
-  addresses: readonly string[],
-  signal: AbortSignal,
-): Promise<number> {
-  const hostname = normalizeHost(url.hostname);
-  const secure = url.protocol === 'https:';
-  return new Promise<number>((resolve, reject) => {
-    const request = (secure ? https : http).request(
-      {
-        protocol: url.protocol,
-        host: hostname,
-        port: url.port === '' ? undefined : Number(url.port),
-        path: `${url.pathname}${url.search}`,
-        method,
-        signal,
-        // A fresh connection per probe: no pooled socket connected for another answer.
-        agent: false,
-        lookup: pinnedLookup(addresses),
-        ...(secure && isIP(hostname) === 0 ? { servername: hostname } : {}),
-        headers: {
-          host: url.host,
-          'user-agent': `${OPERATOR_NAME}/${OPERATOR_VERSION} (http.check)`,
-        },
-      },
-      (response) => {
-        // The body is not read: the check is status and time to headers.
-        resolve(response.statusCode ?? 0);
-        response.destroy();
-      },
-    );
-    request.on('error', reject);
-    request.end();
   });
 }
 

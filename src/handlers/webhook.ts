@@ -5,15 +5,11 @@
 // The same handler serves AgentDefinition webhooks (agent-definitions.ts), whose URL a namespace
 // user chose: with a `vetter`, the URL goes through the address policy (resolved once, every
 // address checked, the connection made to those addresses only), as http.check's does.
-import http from 'node:http';
-import https from 'node:https';
-import { isIP } from 'node:net';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
-import { normalizeHost } from './address-policy.ts';
 import type { Handler, HandlerContext, JsonObject, JsonValue } from './handler.ts';
 import { handlerNameProblem, jsonObjectSchema, parseParams } from './handler.ts';
-import { excerpt, type LimitedBody, readBodyLimited, withDeadline } from './http.ts';
-import { pinnedLookup, type TargetVetter } from './outbound.ts';
+import { excerpt, sendHttp, withDeadline } from './http.ts';
+import type { TargetVetter } from './outbound.ts';
 
 /** Responses are artifacts on the run's status; anything larger is a misbehaving endpoint. */
 export const WEBHOOK_MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -88,20 +84,20 @@ export function webhookHandler(options: WebhookOptions): Handler {
     const started = performance.now();
     const vetter = options.vetter;
     const outcome = await withDeadline(what, ctx.signal, timeoutMs, async (signal) => {
+      let addresses: readonly string[] | undefined;
       if (vetter) {
         const target = await vetter.vet(url, signal);
         if ('denied' in target) return target;
-        return postPinned(url, target.addresses, headers, JSON.stringify(body), signal);
+        addresses = target.addresses;
       }
-      const res = await fetch(url, {
+      return sendHttp(url, {
         method: 'POST',
         headers,
         body: JSON.stringify(body),
         signal,
-        // A redirect would resend the body (and maybe the credentials) somewhere unconfigured.
-        redirect: 'manual',
+        addresses,
+        maxBodyBytes: WEBHOOK_MAX_RESPONSE_BYTES,
       });
-      return { status: res.status, body: await readBodyLimited(res, WEBHOOK_MAX_RESPONSE_BYTES) };
     });
     if ('denied' in outcome) {
       ctx.logger.info({ endpoint: name, denied: outcome.denied.message }, 'webhook refused');
@@ -128,67 +124,6 @@ export function webhookHandler(options: WebhookOptions): Handler {
       return { ok: true, plan, execute: (ctx) => call(input.objective, plan, ctx) };
     },
   };
-}
-
-/**
- * POSTs `body` over a fresh connection to the vetted `addresses` only (Host, TLS SNI and
- * certificate checks keep the URL's name). Redirects are not followed: node:http never does.
- */
-function postPinned(
-  url: URL,
-  addresses: readonly string[],
-  headers: Headers,
-  body: string,
-  signal: AbortSignal,
-): Promise<{ status: number; body: LimitedBody }> {
-  const hostname = normalizeHost(url.hostname);
-  const secure = url.protocol === 'https:';
-  const outgoing: Record<string, string> = { host: url.host };
-  for (const [key, value] of headers) outgoing[key] = value;
-  outgoing['content-length'] = String(Buffer.byteLength(body));
-  return new Promise((resolve, reject) => {
-    const request = (secure ? https : http).request(
-      {
-        protocol: url.protocol,
-        host: hostname,
-        port: url.port === '' ? undefined : Number(url.port),
-        path: `${url.pathname}${url.search}`,
-        method: 'POST',
-        signal,
-        // No pooled socket connected for another answer.
-        agent: false,
-        lookup: pinnedLookup(addresses),
-        ...(secure && isIP(hostname) === 0 ? { servername: hostname } : {}),
-        headers: outgoing,
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        let truncated = false;
-        const done = (): void => {
-          // A multi-byte character cut at the limit decodes to U+FFFD rather than throwing.
-          const text = new TextDecoder().decode(Buffer.concat(chunks));
-          resolve({ status: response.statusCode ?? 0, body: { text, truncated } });
-        };
-        response.on('data', (chunk: Buffer) => {
-          if (truncated) return;
-          if (size + chunk.byteLength > WEBHOOK_MAX_RESPONSE_BYTES) {
-            chunks.push(chunk.subarray(0, WEBHOOK_MAX_RESPONSE_BYTES - size));
-            truncated = true;
-            response.destroy();
-            done();
-            return;
-          }
-          chunks.push(chunk);
-          size += chunk.byteLength;
-        });
-        response.on('end', done);
-        response.on('error', reject);
-      },
-    );
-    request.on('error', reject);
-    request.end(body);
-  });
 }
 
 /**
@@ -264,7 +199,10 @@ export function headerValueProblem(value: string): string | undefined {
 
 const reservedHeaders = new Set(['content-type', 'content-length', 'host', 'transfer-encoding']);
 
-function requestHeaders(name: string, configured: Readonly<Record<string, string>>): Headers {
+function requestHeaders(
+  name: string,
+  configured: Readonly<Record<string, string>>,
+): Record<string, string> {
   const headers = new Headers();
   for (const [key, value] of Object.entries(configured)) {
     const problem = headerNameProblem(key) ?? headerValueProblem(value);
@@ -275,5 +213,6 @@ function requestHeaders(name: string, configured: Readonly<Record<string, string
   headers.set('content-type', 'application/json');
   if (!headers.has('accept')) headers.set('accept', 'application/json');
   if (!headers.has('user-agent')) headers.set('user-agent', `${OPERATOR_NAME}/${OPERATOR_VERSION}`);
-  return headers;
+  // Lower-case names, one each: what node:http sends.
+  return Object.fromEntries(headers);
 }

@@ -24,10 +24,15 @@ afterEach(async () => {
  * A real HTTP server on a free 127.0.0.1 port that records each request (after reading its body)
  * and then responds; closed after the test, or earlier with `close()` (a refused connection).
  */
-export async function serve(
-  respond: Respond,
-): Promise<{ origin: string; seen: Seen[]; close: () => Promise<void> }> {
+export async function serve(respond: Respond): Promise<{
+  origin: string;
+  seen: Seen[];
+  /** TCP connections accepted so far. */
+  connections: () => number;
+  close: () => Promise<void>;
+}> {
   const seen: Seen[] = [];
+  let accepted = 0;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -41,6 +46,7 @@ export async function serve(
       respond(req, res);
     });
   });
+  server.on('connection', () => accepted++);
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -49,5 +55,5 @@ export async function serve(
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   };
-  return { origin: `http://127.0.0.1:${port}`, seen, close };
+  return { origin: `http://127.0.0.1:${port}`, seen, connections: () => accepted, close };
 }

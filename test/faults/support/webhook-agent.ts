@@ -35,8 +35,6 @@ export interface ConnectionCount {
   readonly openWithRequest: number;
   /** Closed (or still open) without ever carrying a request. */
   readonly neverUsed: number;
-  /** How long the closed never-used connections stayed open, longest, in ms. */
-  readonly neverUsedLongestMs: number;
 }
 
 /**
@@ -92,10 +90,9 @@ export class WebhookAgent {
     const hanging = new Set<ServerResponse>();
     const calls: Call[] = [];
     const endings: Ending[] = [];
-    const sockets = new Map<Socket, { opened: number; requests: number; inFlight: number }>();
+    const sockets = new Map<Socket, { requests: number; inFlight: number }>();
     let accepted = 0;
     let neverUsedClosed = 0;
-    let neverUsedLongestMs = 0;
     const server = createServer((req, res) => {
       const socket = sockets.get(req.socket);
       if (socket) {
@@ -179,13 +176,12 @@ export class WebhookAgent {
     });
     server.on('connection', (socket: Socket) => {
       accepted++;
-      const entry = { opened: Date.now(), requests: 0, inFlight: 0 };
+      const entry = { requests: 0, inFlight: 0 };
       sockets.set(socket, entry);
       socket.on('close', () => {
         sockets.delete(socket);
         if (entry.requests === 0) {
           neverUsedClosed++;
-          neverUsedLongestMs = Math.max(neverUsedLongestMs, Date.now() - entry.opened);
         }
       });
     });
@@ -198,7 +194,6 @@ export class WebhookAgent {
         open: open.length,
         openWithRequest: open.filter((s) => s.inFlight > 0).length,
         neverUsed: neverUsedClosed + open.filter((s) => s.requests === 0).length,
-        neverUsedLongestMs,
       };
     };
     return new WebhookAgent(

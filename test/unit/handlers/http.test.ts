@@ -1,46 +1,121 @@
 import { getEventListeners } from 'node:events';
-import { describe, expect, it } from 'vitest';
-import { excerpt, readBodyLimited, redactUrl, withDeadline } from '../../../src/handlers/http.ts';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  excerpt,
+  type HttpRequest,
+  redactUrl,
+  sendHttp,
+  withDeadline,
+} from '../../../src/handlers/http.ts';
+import { type Respond, serve } from '../../support/recording-server.ts';
 
-/** A real Response streaming the given chunks. */
-function streamed(chunks: string[]): Response {
-  const encoder = new TextEncoder();
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
-      controller.close();
-    },
-  });
-  return new Response(stream);
+function chunked(chunks: string[]): Respond {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    for (const chunk of chunks) res.write(chunk);
+    res.end();
+  };
 }
 
-describe('readBodyLimited', () => {
+function get(origin: string, init: Partial<HttpRequest> = {}) {
+  const signal = init.signal ?? new AbortController().signal;
+  return sendHttp(new URL(`${origin}/x`), { method: 'GET', headers: {}, signal, ...init });
+}
+
+describe('sendHttp', () => {
   it('reads a body made of several chunks', async () => {
-    await expect(readBodyLimited(streamed(['{"a":', '1}']), 100)).resolves.toEqual({
-      text: '{"a":1}',
-      truncated: false,
+    const server = await serve(chunked(['{"a":', '1}']));
+    await expect(get(server.origin, { maxBodyBytes: 100 })).resolves.toEqual({
+      status: 200,
+      body: { text: '{"a":1}', truncated: false },
     });
   });
 
   it('stops at the limit, even inside a chunk', async () => {
-    await expect(readBodyLimited(streamed(['abcd', 'efgh', 'ijkl']), 6)).resolves.toEqual({
-      text: 'abcdef',
-      truncated: true,
-    });
+    const server = await serve(chunked(['abcd', 'efgh', 'ijkl']));
+    const answer = await get(server.origin, { maxBodyBytes: 6 });
+    expect(answer.body).toEqual({ text: 'abcdef', truncated: true });
   });
 
   it('reads exactly the limit as complete', async () => {
-    await expect(readBodyLimited(streamed(['abc', 'def']), 6)).resolves.toEqual({
-      text: 'abcdef',
-      truncated: false,
+    const server = await serve(chunked(['abc', 'def']));
+    const answer = await get(server.origin, { maxBodyBytes: 6 });
+    expect(answer.body).toEqual({ text: 'abcdef', truncated: false });
+  });
+
+  it('decodes a compressed answer and applies the limit to the decoded bytes', async () => {
+    const server = await serve((req, res) => {
+      const encoding = req.headers['accept-encoding']?.includes('gzip') ? 'gzip' : 'identity';
+      const body = JSON.stringify({ pad: '0'.repeat(100_000) });
+      res.writeHead(200, { 'content-encoding': encoding });
+      res.end(encoding === 'gzip' ? gzipSync(body) : body);
+    });
+    const answer = await get(server.origin, { maxBodyBytes: 50_000 });
+    expect(answer.body.truncated).toBe(true);
+    expect(answer.body.text).toMatch(/^\{"pad":"0+$/);
+    expect(answer.body.text).toHaveLength(50_000);
+  });
+
+  it('refuses an answer in an encoding it cannot read, naming it', async () => {
+    const server = await serve((_req, res) =>
+      res.writeHead(200, { 'content-encoding': 'zstd' }).end('x'),
+    );
+    await expect(get(server.origin, { maxBodyBytes: 10 })).rejects.toThrow(
+      'the answer\'s content-encoding "zstd" is not one of gzip, deflate, br',
+    );
+  });
+
+  it('answers on the headers without reading the body when no limit is given', async () => {
+    const server = await serve((_req, res) => {
+      // Headers, then a body that never ends.
+      res.writeHead(204).flushHeaders();
+    });
+    await expect(get(server.origin)).resolves.toEqual({
+      status: 204,
+      body: { text: '', truncated: false },
     });
   });
 
-  it('handles a response without a body', async () => {
-    await expect(readBodyLimited(new Response(null, { status: 204 }), 10)).resolves.toEqual({
-      text: '',
-      truncated: false,
+  it('sends the Host of the URL and the body with its length to pinned addresses', async () => {
+    const server = await serve(chunked(['ok']));
+    const port = new URL(server.origin).port;
+    await sendHttp(new URL(`http://agent.invalid:${port}/hook`), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"é":1}',
+      signal: new AbortController().signal,
+      addresses: ['127.0.0.1'],
+      maxBodyBytes: 10,
     });
+    expect(server.seen[0]?.headers).toMatchObject({
+      host: `agent.invalid:${port}`,
+      'content-length': '8',
+    });
+    expect(server.seen[0]?.body).toBe('{"é":1}');
+  });
+
+  it('keeps connections to configured endpoints alive, pinned ones not', async () => {
+    const server = await serve(chunked(['ok']));
+    for (let i = 0; i < 3; i++) await get(server.origin, { maxBodyBytes: 10 });
+    expect(server.connections()).toBe(1);
+    for (let i = 0; i < 2; i++)
+      await get(server.origin, { maxBodyBytes: 10, addresses: ['127.0.0.1'] });
+    expect(server.connections()).toBe(3);
+  });
+
+  it("closes an aborted request's connection and opens no spare one", async () => {
+    const server = await serve(() => {
+      // Never answers.
+    });
+    const controller = new AbortController();
+    const request = get(server.origin, { signal: controller.signal, maxBodyBytes: 10 });
+    await vi.waitFor(() => expect(server.seen).toHaveLength(1));
+    controller.abort(new Error('enough'));
+    await expect(request).rejects.toThrow();
+    // undici (fetch) connected a second socket here and never used it.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(server.connections()).toBe(1);
   });
 });
 
