@@ -40,6 +40,8 @@ interface InformerCommonOptions<T> {
   readonly plural: string;
   /** Namespace to cache; '' or undefined caches all namespaces. */
   readonly namespace?: string | undefined;
+  /** Caches only objects with these labels (a label selector: `key`, `key=value`, ...). */
+  readonly labelSelector?: string | undefined;
   /**
    * Validates a raw object (managedFields already removed) into T; objects it rejects (returns
    * undefined or throws) are left out of the cache and logged once at warn per name.
@@ -136,7 +138,7 @@ export class Informer<T extends KubeObject> {
         `inactivityTimeoutMs must be positive, got ${this.#inactivityTimeoutMs}`,
       );
     }
-    this.#resource = `${plural}.${group}`;
+    this.#resource = group === '' ? plural : `${plural}.${group}`;
     this.#log = options.logger.child({
       resource: this.#resource,
       ...(namespace ? { watchNamespace: namespace } : {}),
@@ -148,6 +150,7 @@ export class Informer<T extends KubeObject> {
         version,
         plural,
         namespace,
+        labelSelector: options.labelSelector,
         // Above the watchdog, so the watchdog decides; see KubeListWatchOptions.
         requestTimeoutMs: this.#inactivityTimeoutMs + 30_000,
       });

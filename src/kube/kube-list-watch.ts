@@ -55,11 +55,14 @@ export function isExpired(error: unknown): boolean {
 }
 
 export interface CustomResourceRef {
+  /** '' for the core group (pods): served under /api rather than /apis. */
   readonly group: string;
   readonly version: string;
   readonly plural: string;
   /** Namespace to list and watch; '' or undefined for all namespaces. */
   readonly namespace?: string | undefined;
+  /** Only objects with these labels (`key`, `key=value`, comma-separated). */
+  readonly labelSelector?: string | undefined;
 }
 
 export interface KubeListWatchOptions extends CustomResourceRef {
@@ -76,18 +79,22 @@ export class KubeListWatch implements ListWatch {
   readonly #client: KubeClient;
   readonly #requestTimeoutMs: number;
   readonly #path: string;
+  readonly #labelSelector: string | undefined;
 
   constructor(client: KubeClient, options: KubeListWatchOptions) {
     this.#client = client;
     this.#requestTimeoutMs = options.requestTimeoutMs;
     const { group, version, plural, namespace } = options;
+    const base = group === '' ? `/api/${version}` : `/apis/${group}/${version}`;
     this.#path = namespace
-      ? `/apis/${group}/${version}/namespaces/${encodeURIComponent(namespace)}/${plural}`
-      : `/apis/${group}/${version}/${plural}`;
+      ? `${base}/namespaces/${encodeURIComponent(namespace)}/${plural}`
+      : `${base}/${plural}`;
+    this.#labelSelector = options.labelSelector;
   }
 
   async list(options: ListOptions): Promise<ListPage> {
     const query = new URLSearchParams({ limit: String(options.limit) });
+    if (this.#labelSelector) query.set('labelSelector', this.#labelSelector);
     if (options.continueToken) query.set('continue', options.continueToken);
     let body: unknown;
     try {
@@ -107,6 +114,7 @@ export class KubeListWatch implements ListWatch {
       resourceVersion: options.resourceVersion,
       timeoutSeconds: String(options.timeoutSeconds),
     });
+    if (this.#labelSelector) query.set('labelSelector', this.#labelSelector);
     // What onEvent threw goes back to the caller as it is, not dressed as a watch failure.
     let handlerError: { readonly error: unknown } | undefined;
     const onLine = (line: unknown): void => {
