@@ -10,6 +10,7 @@ import { adminKubeConfig } from '../../support/envtest/users.ts';
 import { createNamespace } from '../../support/kube.ts';
 import { startOperator } from '../../support/operator.ts';
 import { tableRows } from '../../support/table.ts';
+import { waitFor } from '../../support/wait.ts';
 
 /**
  * A run waiting for a handler slot (MAX_CONCURRENT_RUNS) says so after QUEUED_STATUS_AFTER_MS,
@@ -54,6 +55,18 @@ async function oneSlotTaken(queuedStatusAfterMs: string) {
   return { namespace, runs, recording };
 }
 
+/**
+ * Waits until the recording's own watch has delivered `name` Succeeded: the phase was read
+ * through another request, and a watch may deliver the same change a moment later.
+ */
+function recorded(versions: readonly { run: AgentRun }[], name: string): Promise<true> {
+  return waitFor(`the recording's Succeeded version of ${name}`, async () =>
+    versions.some((v) => v.run.metadata.name === name && v.run.status?.phase === 'Succeeded')
+      ? true
+      : undefined,
+  );
+}
+
 /** The versions of a run that was claimed without a Queued status. */
 const NEVER_QUEUED = ['-/-', 'Running/Running', 'Succeeded/Succeeded'];
 
@@ -89,6 +102,8 @@ describe('a run waiting for a free handler slot', () => {
     // With the slot free, a new run is claimed by its first reconcile.
     await runs.create('quick', { agent: 'noop' });
     await runs.waitForPhase('quick', 'Succeeded');
+    await recorded(recording.versions, 'waiting');
+    await recorded(recording.versions, 'quick');
     recording.stop();
 
     expect(states(recording.versions, 'waiting')).toEqual([
@@ -110,6 +125,7 @@ describe('a run waiting for a free handler slot', () => {
     expect((await runs.get('waiting'))?.status).toBeUndefined();
     await runs.cancel('holder');
     await runs.waitForPhase('waiting', 'Succeeded');
+    await recorded(recording.versions, 'waiting');
     recording.stop();
     expect(states(recording.versions, 'waiting')).toEqual(NEVER_QUEUED);
   });
