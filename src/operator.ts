@@ -9,6 +9,7 @@ import { AgentDefinitionController } from './controller/agentdefinition-controll
 import type { RunEvents } from './controller/agentrun-reconciler.ts';
 import { AgentRunController } from './controller/controller.ts';
 import type { ControllerMetrics } from './controller/controller-metrics.ts';
+import { JobRunner } from './controller/job-runner.ts';
 import type { Handler } from './handlers/handler.ts';
 import {
   agentDefinitionVetter,
@@ -167,6 +168,7 @@ class Operator {
   readonly #client: KubeClient;
   readonly #controller: AgentRunController;
   readonly #definitions: AgentDefinitionController | undefined;
+  readonly #jobs: JobRunner | undefined;
   readonly #manager: Manager;
   #health: HealthServer | undefined;
   #metricsServer: MetricsServer | undefined;
@@ -203,10 +205,21 @@ class Operator {
           judge: (definition) => (catalog as AgentCatalog).judge(definition),
         })
       : undefined;
+    // Job agents: each attempt a Job in the run's namespace, followed through two caches.
+    const jobs =
+      definitions && config.JOB_AGENTS_ENABLED
+        ? new JobRunner({
+            client,
+            namespace: config.WATCH_NAMESPACE,
+            logger: logger.child({ component: 'jobs' }),
+            resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
+          })
+        : undefined;
     catalog = new AgentCatalog({
       registry: parts.registry,
       definitions: definitions?.informer,
       vetter: parts.definitionVetter,
+      jobs: jobs !== undefined,
     });
     const registry = parts.registry;
     const controller = new AgentRunController({
@@ -225,6 +238,8 @@ class Operator {
       events,
       logger,
       maxConcurrentRuns: config.MAX_CONCURRENT_RUNS,
+      jobs,
+      maxConcurrentJobRuns: config.MAX_CONCURRENT_JOB_RUNS,
       workers: config.RECONCILE_WORKERS,
       retry: { baseMs: config.RETRY_BACKOFF_BASE_MS, maxMs: config.RETRY_BACKOFF_MAX_MS },
       resyncPeriodMs: config.RESYNC_PERIOD_SECONDS * 1000,
@@ -247,6 +262,7 @@ class Operator {
     });
     this.#controller = controller;
     this.#definitions = definitions;
+    this.#jobs = jobs;
     const retention =
       auditor && config.AUDIT_RETENTION_DAYS > 0
         ? new RetentionJob({
@@ -273,6 +289,12 @@ class Operator {
         name: 'agent-definitions',
         start: (signal) => definitions?.startCache(signal),
         stop: () => definitions?.stop(),
+      },
+      // Jobs and pods of Job agents, on every replica: a new leader follows running Jobs at once.
+      {
+        name: 'job-cache',
+        start: (signal) => jobs?.startCache(signal),
+        stop: () => jobs?.stop(),
       },
       // On every replica, so that a new leader starts with a warm cache.
       {
@@ -320,6 +342,7 @@ class Operator {
         'workers',
         'agent-definition-status',
         'agent-definitions',
+        'job-cache',
         'audit-retention',
         'audit-migration',
         'auditor',
@@ -360,6 +383,8 @@ class Operator {
         leaderElect: this.config.LEADER_ELECT,
         agentDefinitions: this.config.AGENT_DEFINITIONS_ENABLED,
         unknownAgentGraceSeconds: this.config.UNKNOWN_AGENT_GRACE_SECONDS,
+        jobAgents: this.#jobs !== undefined,
+        ...(this.#jobs ? { maxConcurrentJobRuns: this.config.MAX_CONCURRENT_JOB_RUNS } : {}),
       },
       'starting agentrun-operator',
     );
@@ -371,6 +396,7 @@ class Operator {
     return (
       this.#controller.hasSynced() &&
       (this.#definitions?.hasSynced() ?? true) &&
+      (this.#jobs?.hasSynced() ?? true) &&
       !this.#manager.stopping
     );
   }

@@ -15,6 +15,12 @@ export const Reason = {
    * UnknownAgent when the grace is over.
    */
   AgentNotFound: 'AgentNotFound',
+  /**
+   * An attempt of a Job agent is claimed and its Job created, but the agent's pod does not run
+   * yet (not scheduled, pulling its image, or failing to): phase Pending, the pod's own reason
+   * and message in the condition's message.
+   */
+  Starting: 'Starting',
   Running: 'Running',
   Retrying: 'Retrying',
   Succeeded: 'Succeeded',
@@ -35,7 +41,7 @@ export type Reason = (typeof Reason)[keyof typeof Reason];
 /** Reasons that end a run. */
 export type TerminalReason = Exclude<
   Reason,
-  'Pending' | 'Queued' | 'AgentNotFound' | 'Running' | 'Retrying'
+  'Pending' | 'Queued' | 'AgentNotFound' | 'Starting' | 'Running' | 'Retrying'
 >;
 
 /** The phase a terminal reason shows as. */

@@ -88,6 +88,14 @@ export const configSchema = z.object({
    * AgentDefinition of that name, applied with it, before it ends Failed/UnknownAgent. 0: at once.
    */
   UNKNOWN_AGENT_GRACE_SECONDS: int(0, 3_600).default(10),
+  /**
+   * Run AgentDefinitions of kind job, each attempt a batch/v1 Job in the run's namespace (needs
+   * AGENT_DEFINITIONS_ENABLED and the jobs and pods rules of deploy/rbac). false: such runs end
+   * Failed/ExecutorUnavailable, and the operator neither watches nor creates Jobs.
+   */
+  JOB_AGENTS_ENABLED: bool.default(true),
+  /** Job attempts followed at once (their work runs in the cluster, not in MAX_CONCURRENT_RUNS). */
+  MAX_CONCURRENT_JOB_RUNS: int(1, 100_000).default(500),
 
   /** The audit log in PostgreSQL (docs/compatibility.md). Off: no connection, no finalizer. */
   APPLYLENS_AGENT_AUDIT_ENABLED: bool.default(true),

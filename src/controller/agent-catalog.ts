@@ -23,12 +23,15 @@ export interface AgentCatalogOptions {
   /** Absent when AgentDefinitions are turned off (AGENT_DEFINITIONS_ENABLED=false). */
   readonly definitions?: DefinitionStore | undefined;
   readonly vetter: TargetVetter;
+  /** The Job executor runs: AgentDefinitions of kind job are usable. */
+  readonly jobs?: boolean | undefined;
 }
 
 export class AgentCatalog implements AgentResolver {
   readonly #registry: HandlerRegistry;
   readonly #definitions: DefinitionStore | undefined;
   readonly #vetter: TargetVetter;
+  readonly #jobs: boolean;
   /**
    * Verdicts per cached object. The informer replaces an object on every change and never
    * mutates one, so a verdict (and its handler) is built once per resourceVersion.
@@ -39,6 +42,7 @@ export class AgentCatalog implements AgentResolver {
     this.#registry = options.registry;
     this.#definitions = options.definitions;
     this.#vetter = options.vetter;
+    this.#jobs = options.jobs ?? false;
   }
 
   resolve(name: string, namespace: string): Resolution {
@@ -63,6 +67,7 @@ export class AgentCatalog implements AgentResolver {
       verdict = judgeDefinition(definition, {
         vetter: this.#vetter,
         reserved: (name) => this.#registry.has(name),
+        jobs: this.#jobs,
       });
       this.#verdicts.set(definition, verdict);
     }

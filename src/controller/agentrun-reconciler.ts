@@ -1,22 +1,18 @@
 import type { AgentRun, AgentRunStatus } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason } from '../api/reasons.ts';
+import type { JsonObject } from '../handlers/handler.ts';
 import { TokenBucket } from '../kube/token-bucket.ts';
 import type { Logger } from '../util/log.ts';
 import { type AgentRunWriter, ConflictError, NotFoundError } from './agentrun-writer.ts';
 import { AuditTracker, type RunAudit } from './audit-tracker.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
-import {
-  type Action,
-  decide,
-  FINALIZER,
-  type Handlers,
-  type PreparedRun,
-  whenNoSlot,
-} from './decide.ts';
-import { type Execution, Executor } from './executor.ts';
+import { type Action, decide, FINALIZER, type Handlers, whenNoSlot } from './decide.ts';
+import { type Execution, Executor, type Pool } from './executor.ts';
+import type { JobExecutor } from './job-runner.ts';
 import {
   type AttemptResult,
+  type AttemptStage,
   awaitingAgentStatus,
   deadline,
   isTerminal,
@@ -25,6 +21,7 @@ import {
   queuedStatus,
   type RetryPolicy,
   runningStatus,
+  stageStatus,
   statusAfterAttempt,
   terminalStatus,
   withAudited,
@@ -59,6 +56,10 @@ export interface ReconcilerOptions {
   readonly metricsAgent?: (run: AgentRun) => string;
   /** UNKNOWN_AGENT_GRACE_SECONDS in ms (decide.ts); 0 or absent: an unknown agent fails at once. */
   readonly unknownAgentGraceMs?: number;
+  /** The Job executor; absent: Job agents are not resolvable (the catalog says so). */
+  readonly jobs?: JobExecutor | undefined;
+  /** MAX_CONCURRENT_JOB_RUNS: Job attempts followed at once; default unbounded. */
+  readonly maxConcurrentJobRuns?: number | undefined;
   /** Puts a key back on the work queue (after an execution ends or a slot frees). */
   readonly enqueue: (key: string) => void;
   readonly metrics?: ControllerMetrics;
@@ -70,6 +71,12 @@ export interface ReconcilerOptions {
 }
 
 export type ReconcileResult = { readonly requeueAfterMs?: number };
+
+/** The params a Job agent's plan carries (agent-definitions.ts puts them there). */
+function jobParams(plan: JsonObject): JsonObject {
+  const params = plan['params'];
+  return typeof params === 'object' && params !== null && !Array.isArray(params) ? params : {};
+}
 
 /** How soon a run whose audit row the queue refused is tried again. */
 const AUDIT_RETRY_MS = 5_000;
@@ -111,6 +118,8 @@ export class AgentRunReconciler {
   /** uid -> the run as claimed, so an outcome can be audited even if the object is gone. */
   readonly #claimed = new Map<string, AgentRun>();
   readonly #queuedWrites: TokenBucket;
+  /** uid -> the stage write of a Job attempt in flight; its outcome is written after it. */
+  readonly #stageWrites = new Map<string, Promise<void>>();
 
   constructor(options: ReconcilerOptions) {
     this.#options = options;
@@ -125,6 +134,9 @@ export class AgentRunReconciler {
     const metrics = this.#metrics;
     this.executor = new Executor({
       maxConcurrent: options.maxConcurrentRuns,
+      ...(options.maxConcurrentJobRuns !== undefined
+        ? { maxConcurrentJobs: options.maxConcurrentJobRuns }
+        : {}),
       onFinished: (execution, result) => {
         metrics.inFlight(execution.agent, -1);
         this.#finished(execution, result);
@@ -184,6 +196,11 @@ export class AgentRunReconciler {
         this.executor.abort(run.metadata.uid, action.reason, action.message);
         return {};
       case 'finish':
+        // Ended while nobody followed its Job (canceled, timed out, deleted after a restart):
+        // the Job must not run on.
+        if (this.#options.jobs && (run.status?.attempts ?? 0) > 0 && this.#isJobAgent(run)) {
+          await this.#options.jobs.stopAll(run);
+        }
         await this.#writeTerminal(
           key,
           run,
@@ -208,7 +225,7 @@ export class AgentRunReconciler {
         await this.#abandonAudit(key, run);
         return {};
       case 'start':
-        return this.#start(key, run, action.attempt, action.prepared, action.note);
+        return this.#start(key, run, action);
       case 'awaitAgent':
         // Preconditioned like a claim: a run another process moved on meanwhile keeps its status.
         await this.#write(
@@ -256,57 +273,116 @@ export class AgentRunReconciler {
   async #start(
     key: string,
     run: AgentRun,
-    attempt: number,
-    prepared: PreparedRun,
-    note?: string,
+    action: Extract<Action, { type: 'start' }>,
   ): Promise<ReconcileResult> {
+    const { attempt, prepared, note, job } = action;
+    const jobs = job ? this.#options.jobs : undefined;
+    const pool: Pool = job ? 'jobs' : 'handlers';
     // Take the slot before the first await, so concurrent reconciles cannot overbook.
-    const reserved = this.executor.reserve(key);
+    const reserved = this.executor.reserve(key, pool);
     this.#metrics.queued(this.executor.waiting);
-    if (!reserved) return this.#noSlot(run);
+    if (!reserved) return this.#noSlot(run, pool);
     let claimed: AgentRun;
-    try {
-      // The claim carries the resourceVersion we decided on: if another process (a previous
-      // leader, a stale worker) moved the run on meanwhile, the API server refuses it and no
-      // second execution of this attempt starts.
-      claimed = await this.#write(
-        run,
-        runningStatus(run, attempt, prepared.plan, this.#now(), note),
-        run.metadata.resourceVersion,
-      );
-    } catch (error) {
-      this.executor.release();
-      throw error;
+    if (action.resume) {
+      // Claimed before: its Job is the attempt, followed again without a new claim.
+      claimed = run;
+    } else {
+      try {
+        // The claim carries the resourceVersion we decided on: if another process (a previous
+        // leader, a stale worker) moved the run on meanwhile, the API server refuses it and no
+        // second execution of this attempt starts.
+        claimed = await this.#write(
+          run,
+          runningStatus(
+            run,
+            attempt,
+            prepared.plan,
+            this.#now(),
+            note,
+            job ? Reason.Starting : Reason.Running,
+          ),
+          run.metadata.resourceVersion,
+        );
+      } catch (error) {
+        this.executor.release(pool);
+        throw error;
+      }
     }
     this.#claimed.set(claimed.metadata.uid, claimed);
-    if (claimed.status) void this.#audit?.queue(key, claimed, claimed.status);
+    if (claimed.status && !action.resume) void this.#audit?.queue(key, claimed, claimed.status);
     const logger = this.#log(claimed, { attempt });
+    if (action.resume) logger.info('following the Job of the attempt again');
     const agent = this.#options.metricsAgent?.(claimed) ?? claimed.spec.agent;
     this.#metrics.inFlight(agent, 1);
+    const uid = claimed.metadata.uid;
     this.executor.start({
       key,
       agent,
-      uid: claimed.metadata.uid,
+      uid,
       attempt,
       dryRun: claimed.spec.dryRun,
       deadline: deadline(claimed),
       logger,
-      execute: (ctx) => prepared.execute(ctx),
+      pool,
+      execute:
+        jobs && job
+          ? (ctx) =>
+              jobs.run({
+                run: claimed,
+                attempt,
+                template: job,
+                params: jobParams(prepared.plan),
+                signal: ctx.signal,
+                logger: ctx.logger,
+                now: this.#now,
+                report: (stage, message) => this.#stage(key, uid, attempt, stage, message),
+              })
+          : (ctx) => prepared.execute(ctx),
     });
     return {};
   }
 
+  /** A Job attempt's stage changed: say so on the status, in order, while it is followed. */
+  #stage(key: string, uid: string, attempt: number, stage: AttemptStage, message: string): void {
+    const prior = this.#stageWrites.get(uid) ?? Promise.resolve();
+    const next = prior.then(async () => {
+      if (!this.executor.isExecuting(uid)) return;
+      const cached = this.#options.store.get(key);
+      const run = cached?.metadata.uid === uid ? this.#newest(cached) : this.#written.get(uid);
+      if (!run) return;
+      const status = stageStatus(run, attempt, stage, message, this.#now());
+      if (!status) return;
+      try {
+        await this.#write(run, status);
+      } catch (error) {
+        // Informational: the next stage, or the outcome, is written anyway.
+        this.#log(run).debug({ err: error }, 'could not write the stage of a Job attempt');
+      }
+    });
+    this.#stageWrites.set(uid, next);
+    void next.finally(() => {
+      if (this.#stageWrites.get(uid) === next) this.#stageWrites.delete(uid);
+    });
+  }
+
+  #isJobAgent(run: AgentRun): boolean {
+    const resolved = this.#options.handlers.resolve(run.spec.agent, run.metadata.namespace);
+    return resolved.found && resolved.handler.job !== undefined;
+  }
+
   /** No handler slot is free: the executor wakes the run later; say it is queued if it waits. */
-  async #noSlot(run: AgentRun): Promise<ReconcileResult> {
+  async #noSlot(run: AgentRun, pool: Pool): Promise<ReconcileResult> {
     const now = this.#now();
     const next = whenNoSlot(run, now, this.#options.queuedStatusAfterMs ?? 0);
     if (next.type === 'requeue') return { requeueAfterMs: next.afterMs };
     // Out of budget: the run waits without a status; the executor still wakes it for a slot.
     if (next.type === 'none' || !this.#queuedWrites.tryTake()) return {};
-    const { busy, waiting } = this.executor;
+    const { busy, busyJobs, waiting } = this.executor;
     const message =
-      `waiting for a free handler slot: ${busy} of MAX_CONCURRENT_RUNS=${this.#options.maxConcurrentRuns} ` +
-      `in use, ${waiting} run(s) waiting`;
+      pool === 'jobs'
+        ? `waiting for a free Job slot: ${busyJobs} of MAX_CONCURRENT_JOB_RUNS=${this.#options.maxConcurrentJobRuns} in use, ${waiting} run(s) waiting`
+        : `waiting for a free handler slot: ${busy} of MAX_CONCURRENT_RUNS=${this.#options.maxConcurrentRuns} ` +
+          `in use, ${waiting} run(s) waiting`;
     // Preconditioned like a claim: a run another process moved on meanwhile keeps its status.
     await this.#write(run, queuedStatus(run, message, now), run.metadata.resourceVersion);
     return {};
@@ -314,6 +390,25 @@ export class AgentRunReconciler {
 
   /** An execution ended: write the attempt's outcome, then look at the run again. */
   #finished(execution: Execution, result: AttemptResult): void {
+    if (execution.pool === 'jobs' && result.kind === 'aborted' && result.reason === 'Shutdown') {
+      // The Job runs on, and the status says so: the next leader follows it again.
+      this.#claimed.delete(execution.uid);
+      return;
+    }
+    // A stage write still in flight goes first: the outcome must be the last word.
+    const stageWrite = this.#stageWrites.get(execution.uid);
+    if (stageWrite) {
+      this.#finishing.add(execution.uid);
+      void stageWrite.finally(() => {
+        this.#finishing.delete(execution.uid);
+        this.#writeOutcome(execution, result);
+      });
+      return;
+    }
+    this.#writeOutcome(execution, result);
+  }
+
+  #writeOutcome(execution: Execution, result: AttemptResult): void {
     const cached = this.#options.store.get(execution.key);
     const run =
       cached && cached.metadata.uid === execution.uid

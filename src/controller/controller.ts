@@ -13,6 +13,7 @@ import { ConflictError, KubeAgentRunWriter, NotFoundError } from './agentrun-wri
 import type { RunAudit } from './audit-tracker.ts';
 import { agentRunCacheTransform } from './cache-transform.ts';
 import { type ControllerMetrics, noControllerMetrics } from './controller-metrics.ts';
+import type { JobExecutor } from './job-runner.ts';
 import { isTerminal } from './run-status.ts';
 
 export interface ControllerOptions {
@@ -35,6 +36,10 @@ export interface ControllerOptions {
   readonly events: RunEvents;
   readonly logger: Logger;
   readonly maxConcurrentRuns: number;
+  /** The Job executor (Job agents); absent when they are off. */
+  readonly jobs?: JobExecutor | undefined;
+  /** MAX_CONCURRENT_JOB_RUNS. */
+  readonly maxConcurrentJobRuns?: number | undefined;
   readonly workers: number;
   readonly retry: { readonly baseMs: number; readonly maxMs: number };
   readonly resyncPeriodMs: number;
@@ -98,6 +103,8 @@ export class AgentRunController {
       events: options.events,
       logger: options.logger,
       maxConcurrentRuns: options.maxConcurrentRuns,
+      jobs: options.jobs,
+      maxConcurrentJobRuns: options.maxConcurrentJobRuns,
       retry: options.retry,
       finalizerAfterMs: options.finalizerAfterMs,
       queuedStatusAfterMs: options.queuedStatusAfterMs ?? 0,

@@ -1,12 +1,13 @@
 import { type AgentRun, PARAMS_MAX_BYTES, PARAMS_MAX_DEPTH } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
 import { AuditReason, Reason, type TerminalReason } from '../api/reasons.ts';
-import type { Prepared } from '../handlers/handler.ts';
+import type { JobTemplate, Prepared } from '../handlers/handler.ts';
 import { errorMessage } from '../handlers/messages.ts';
 import type { AgentResolver } from '../handlers/registry.ts';
 import { jsonProblem } from '../util/json.ts';
 import {
   deadline,
+  isAttemptActive,
   isAudited,
   isTerminal,
   maxAttempts,
@@ -34,6 +35,13 @@ export type Action =
       readonly attempt: number;
       readonly prepared: PreparedRun;
       readonly note?: string;
+      /** A Job agent's: the attempt runs as a Job built from this. */
+      readonly job?: JobTemplate;
+      /**
+       * The attempt is claimed already and its Job runs on without this process (which
+       * restarted, or took over from another leader): follow it again, without a new claim.
+       */
+      readonly resume?: true;
     }
   /**
    * The run names no agent yet, within the grace for AgentDefinitions applied with it: say so
@@ -195,7 +203,7 @@ function beforeAnAttempt(input: DecideInput): Action {
     const message =
       attempts === 0
         ? 'canceled before it started'
-        : reason === Reason.Running
+        : isAttemptActive(reason)
           ? `canceled after attempt ${attempts} was interrupted`
           : 'canceled while waiting to retry';
     return finish(Reason.Canceled, message);
@@ -207,7 +215,10 @@ function beforeAnAttempt(input: DecideInput): Action {
       `exceeded timeoutSeconds=${spec.timeoutSeconds} after ${attempts} attempt(s)`,
     );
   }
-  if (reason === Reason.Running) {
+  if (isAttemptActive(reason)) {
+    // A Job agent's attempt goes on in its Job whoever watches it: follow it again.
+    const resumed = resume(input, attempts);
+    if (resumed) return resumed;
     // Running on the status, yet nobody here runs it: the process that did was stopped.
     if (attempts < maxAttempts(run)) {
       return start(input, attempts + 1, `attempt ${attempts} was interrupted`);
@@ -277,9 +288,27 @@ function start(input: DecideInput, attempt: number, note?: string): Action {
     PLAN_MAX_DEPTH,
   );
   if (badPlan !== undefined) return finish(Reason.InvalidParams, badPlan);
-  return note === undefined
-    ? { type: 'start', attempt, prepared }
-    : { type: 'start', attempt, prepared, note };
+  return {
+    type: 'start',
+    attempt,
+    prepared,
+    ...(note === undefined ? {} : { note }),
+    ...(handler.job === undefined ? {} : { job: handler.job }),
+  };
+}
+
+/**
+ * The claimed attempt `attempt` of a Job agent, to be followed again; undefined when the agent
+ * is not (or no longer) a Job agent, or its params no longer plan: then the attempt counts as
+ * interrupted, as an in-process one would.
+ */
+function resume(input: DecideInput, attempt: number): Action | undefined {
+  const resolved = input.handlers.resolve(input.run.spec.agent, input.run.metadata.namespace);
+  if (!resolved.found || resolved.handler.job === undefined) return undefined;
+  const started = start(input, attempt);
+  return started.type === 'start' && started.job !== undefined
+    ? { ...started, resume: true }
+    : undefined;
 }
 
 /**

@@ -3,7 +3,7 @@
 // reconciler creates what this returns.
 import { createHash } from 'node:crypto';
 import { type AgentRun, API_VERSION, GROUP, KIND } from '../api/agentrun.ts';
-import type { JsonObject } from '../handlers/handler.ts';
+import type { JsonObject, PodSpec } from '../handlers/handler.ts';
 
 /** Label keys on the Job and its pod; the run id selects an attempt's pods across restarts. */
 export const JobLabel = {
@@ -43,7 +43,10 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
  * run deleted and created again under the same name gets new Jobs; at most 63 characters, a
  * valid DNS label (`<run name, shortened>-<8 hex of a hash of the uid>-<attempt>`).
  */
-export function jobName(run: Pick<AgentRun, 'metadata'>, attempt: number): string {
+export function jobName(
+  run: { readonly metadata: { readonly name: string; readonly uid: string } },
+  attempt: number,
+): string {
   const hash = createHash('sha256').update(run.metadata.uid).digest('hex').slice(0, 8);
   const suffix = `-${hash}-${attempt}`;
   // A run's name is a DNS subdomain: dots become dashes, and the cut must not end on a dash.
@@ -80,8 +83,6 @@ export function jobInput(run: AgentRun, attempt: number, params: JsonObject): Jo
     ...(run.spec.requestedBy !== undefined ? { requestedBy: run.spec.requestedBy } : {}),
   };
 }
-
-type PodSpec = Record<string, unknown> & { containers: Record<string, unknown>[] };
 
 export interface JobManifestOptions {
   /** The agent's pod spec (from its AgentDefinition): containers, serviceAccountName, ... */
@@ -191,7 +192,7 @@ function nameOf(item: unknown): unknown {
 }
 
 function withInput(
-  container: Record<string, unknown>,
+  container: Readonly<Record<string, unknown>>,
   env: readonly { name: string; value: string }[],
   reserved: ReadonlySet<string>,
 ): Record<string, unknown> {

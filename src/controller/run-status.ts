@@ -80,8 +80,8 @@ export function deadline(run: AgentRun): Date | undefined {
 }
 
 /**
- * A strict order of the states a run passes through (attempt N running < attempt N ended <
- * attempt N+1 running). Status only ever moves forward, so of two views of the same run the one
+ * A strict order of the states a run passes through (attempt N starting < attempt N running <
+ * attempt N ended < attempt N+1 starting). Status only ever moves forward, so of two views of the same run the one
  * with the higher progress is the newer: this lets the controller trust its own last write over
  * an informer cache that has not caught up yet, without comparing resourceVersions.
  */
@@ -91,16 +91,12 @@ export function progress(status: AgentRunStatus | undefined): number {
   const reason = findCondition(status.conditions, ConditionType.Succeeded)?.reason;
   // Queued and AgentNotFound are "attempt 0 ended": after no status at all, before attempt 1 runs.
   const settled =
-    isTerminal(status) ||
-    reason === Reason.Retrying ||
-    reason === Reason.Queued ||
-    reason === Reason.AgentNotFound
-      ? 1
-      : 0;
+    reason === Reason.Retrying || reason === Reason.Queued || reason === Reason.AgentNotFound;
   // Terminal outranks everything (a run finished without ever starting has attempts 0), and a
   // terminal status whose audit row is recorded outranks one still waiting for it.
   if (isTerminal(status)) return Number.MAX_SAFE_INTEGER - (isAudited(status) ? 0 : 1);
-  return attempts * 2 + settled;
+  // A Job agent's attempt starts (its pod is not running yet), then runs.
+  return attempts * 3 + (settled ? 2 : reason === Reason.Running ? 1 : 0);
 }
 
 function withConditions(
@@ -168,25 +164,63 @@ export function awaitingAgentStatus(run: AgentRun, message: string, now: Date): 
   return status;
 }
 
-/** The status that claims attempt `attempt` before its handler starts. */
+/** Where a claimed attempt stands: its agent is starting (a Job's pod is not running yet) or runs. */
+export type AttemptStage = typeof Reason.Starting | typeof Reason.Running;
+
+/** An attempt is claimed and not over: its status says Starting or Running. */
+export function isAttemptActive(reason: string | undefined): boolean {
+  return reason === Reason.Running || reason === Reason.Starting;
+}
+
+/**
+ * The status that claims attempt `attempt` before its handler starts. A Job agent's attempt is
+ * claimed `Starting` (phase Pending) and moves to Running when its pod runs (`stageStatus`).
+ */
 export function runningStatus(
   run: AgentRun,
   attempt: number,
   plan: JsonObject,
   now: Date,
   note?: string,
+  stage: AttemptStage = Reason.Running,
 ): AgentRunStatus {
-  const status = baseStatus(run, 'Running');
+  const status = baseStatus(run, stage === Reason.Running ? 'Running' : 'Pending');
   delete status.nextRetryAt;
   status.attempts = attempt;
   status.startedAt = run.status?.startedAt ?? now.toISOString();
   status.plan = plan;
   const of = maxAttempts(run) > 1 ? ` of ${maxAttempts(run)}` : '';
-  const message = `attempt ${attempt}${of} running${note ? ` (${note})` : ''}`;
+  const verb = stage === Reason.Running ? 'running' : 'starting';
+  const message = `attempt ${attempt}${of} ${verb}${note ? ` (${note})` : ''}`;
   status.conditions = withConditions(status, run, now, {
     status: 'Unknown',
-    reason: Reason.Running,
+    reason: stage,
     message,
+  });
+  return status;
+}
+
+/**
+ * The status of a claimed attempt whose agent changed stage (a Job's pod started, or is still
+ * waiting for a new reason): the same attempt, phase Pending or Running, `message` saying why.
+ * Undefined when the run's status is not that attempt's, active, or already says exactly this.
+ */
+export function stageStatus(
+  run: AgentRun,
+  attempt: number,
+  stage: AttemptStage,
+  message: string,
+  now: Date,
+): AgentRunStatus | undefined {
+  const current = findCondition(run.status?.conditions, ConditionType.Succeeded);
+  if (run.status?.attempts !== attempt || !isAttemptActive(current?.reason)) return undefined;
+  const text = truncate(cleanText(message), 1024);
+  if (current?.reason === stage && current.message === text) return undefined;
+  const status = baseStatus(run, stage === Reason.Running ? 'Running' : 'Pending');
+  status.conditions = withConditions(status, run, now, {
+    status: 'Unknown',
+    reason: stage,
+    message: text,
   });
   return status;
 }

@@ -7,11 +7,11 @@
 // with the allow-list `agentDefinitions.allowedHosts`, so that a definition cannot point the
 // operator at the cloud metadata service, the API server or a private Service the admin did not
 // open. The answer becomes the run's artifacts, so this matters more than for http.check.
-import type { AgentDefinition } from '../api/agentdefinition.ts';
+import type { AgentDefinition, DefinitionJob } from '../api/agentdefinition.ts';
 import { DefinitionReason, executorOf } from '../api/agentdefinition.ts';
 import { AGENT_NAME_MAX_LENGTH } from '../api/agentrun.ts';
-import type { Handler, JsonObject } from './handler.ts';
-import { handlerNameProblem } from './handler.ts';
+import type { Handler, JsonObject, PodSpec } from './handler.ts';
+import { handlerNameProblem, jsonObjectSchema, parseParams } from './handler.ts';
 import type { TargetVetter } from './outbound.ts';
 import { webhookHandler, webhookUrlProblem } from './webhook.ts';
 
@@ -20,6 +20,8 @@ export interface DefinitionOptions {
   readonly vetter: TargetVetter;
   /** Names of built-in and config-file agents: definitions cannot take them. */
   readonly reserved: (name: string) => boolean;
+  /** The Job executor runs: definitions of kind job are usable. */
+  readonly jobs?: boolean | undefined;
 }
 
 /** What a definition amounts to: usable (with its handler), or the reason it is not. */
@@ -56,13 +58,24 @@ export function judgeDefinition(
     );
   }
   const { spec } = definition;
-  if (executorOf(spec) === 'job') {
+  const identity: JsonObject = { name, uid: definition.metadata.uid };
+  if (definition.metadata.generation !== undefined) {
+    identity['generation'] = definition.metadata.generation;
+  }
+  if (spec.job !== undefined && executorOf(spec) === 'job') {
+    if (!options.jobs) {
+      return {
+        ready: false,
+        reason: DefinitionReason.ExecutorUnavailable,
+        message:
+          'agents of kind job need the Job executor, which is turned off in this operator (JOB_AGENTS_ENABLED=false); runs naming this agent end Failed/ExecutorUnavailable',
+        runReason: 'ExecutorUnavailable',
+      };
+    }
     return {
-      ready: false,
-      reason: DefinitionReason.ExecutorUnavailable,
-      message:
-        'agents of kind job need the Job executor, which this operator version does not have; runs naming this agent end Failed/ExecutorUnavailable',
-      runReason: 'ExecutorUnavailable',
+      ready: true,
+      handler: jobAgentHandler(name, spec.job, spec.description, identity),
+      message: `runs in namespace ${namespace} naming "${name}" run as a Job of image ${spec.job.image}, one per attempt`,
     };
   }
   const webhook = spec.webhook;
@@ -84,10 +97,6 @@ export function judgeDefinition(
       runReason: 'InvalidAgent',
     };
   }
-  const identity: JsonObject = { name, uid: definition.metadata.uid };
-  if (definition.metadata.generation !== undefined) {
-    identity['generation'] = definition.metadata.generation;
-  }
   const handler = webhookHandler({
     name,
     url,
@@ -103,6 +112,55 @@ export function judgeDefinition(
       verdict.allowed === true
         ? `runs in namespace ${namespace} naming "${name}" POST to this webhook`
         : `runs in namespace ${namespace} naming "${name}" POST to this webhook; its host is resolved and checked against the address policy at each request`,
+  };
+}
+
+/** The pod spec a job definition describes: one container, named `agent`. */
+export function definitionPodSpec(job: DefinitionJob): PodSpec {
+  const container: Record<string, unknown> = { name: AGENT_CONTAINER, image: job.image };
+  if (job.command !== undefined) container['command'] = job.command;
+  if (job.args !== undefined) container['args'] = job.args;
+  if (job.env !== undefined) container['env'] = job.env;
+  if (job.resources !== undefined) container['resources'] = job.resources;
+  return {
+    ...(job.serviceAccountName !== undefined ? { serviceAccountName: job.serviceAccountName } : {}),
+    containers: [container],
+  };
+}
+
+/** The name of the agent's container in its Job's pod (`kubectl logs -c agent`). */
+export const AGENT_CONTAINER = 'agent';
+
+/**
+ * A Job agent: params are any JSON object (the container validates them); the plan names the
+ * definition and image. The Job executor runs the attempts; `execute` only says it is missing.
+ */
+function jobAgentHandler(
+  name: string,
+  job: DefinitionJob,
+  description: string | undefined,
+  identity: JsonObject,
+): Handler {
+  return {
+    name,
+    description: description ?? `Runs the image ${job.image} as a Job per attempt.`,
+    job: { podSpec: definitionPodSpec(job) },
+    prepare(input) {
+      const params = parseParams(jsonObjectSchema, input.params);
+      if (!params.ok) return params;
+      const plan: JsonObject = {
+        agentDefinition: identity,
+        image: job.image,
+        dryRun: input.dryRun,
+        params: params.value,
+      };
+      return {
+        ok: true,
+        plan,
+        execute: () =>
+          Promise.reject(new Error(`agent "${name}" runs as a Job; only the Job executor runs it`)),
+      };
+    },
   };
 }
 

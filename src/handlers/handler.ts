@@ -99,12 +99,27 @@ export type InvalidParams = {
   readonly message: string;
 };
 
+/** A pod spec as an AgentDefinition describes it: the first container is the agent. */
+export type PodSpec = Readonly<Record<string, unknown>> & {
+  readonly containers: readonly Readonly<Record<string, unknown>>[];
+};
+
+/**
+ * An agent that runs as a Kubernetes Job per attempt (an AgentDefinition of kind job): the
+ * operator's Job executor creates the Job from this and follows it, and never calls `execute`.
+ */
+export interface JobTemplate {
+  readonly podSpec: PodSpec;
+}
+
 /** The type-erased handler the registry and controller work with. */
 export interface Handler {
   readonly name: string;
   readonly description: string;
   /** Validates and plans without side effects; never throws for bad user input. */
   prepare(input: PrepareInput): Prepared;
+  /** Set for Job agents: each attempt runs as a Job built from it. */
+  readonly job?: JobTemplate | undefined;
 }
 
 /** Longest InvalidParams message: it ends up in a status condition, which should stay readable. */

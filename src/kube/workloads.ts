@@ -20,6 +20,16 @@ const metadataSchema = z.looseObject({
   deletionTimestamp: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
+  ownerReferences: z
+    .array(
+      z.looseObject({
+        kind: z.string().optional(),
+        name: z.string().optional(),
+        uid: z.string().optional(),
+        controller: z.boolean().optional(),
+      }),
+    )
+    .optional(),
 });
 
 export const jobSchema = z.looseObject({

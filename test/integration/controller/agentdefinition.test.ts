@@ -293,9 +293,11 @@ describe('unknown agents: the grace', () => {
   });
 });
 
-describe('job definitions, before the Job executor', () => {
+describe('job definitions, with the Job executor turned off', () => {
   it('are accepted by the CRD, not Ready (ExecutorUnavailable), and their runs end saying so', async () => {
-    const { namespace, runs } = await setup('agentdef-job');
+    const { namespace, runs } = await setup('agentdef-job', undefined, {
+      JOB_AGENTS_ENABLED: 'false',
+    });
     const applied = await apply(namespace, {
       apiVersion: API,
       kind: 'AgentDefinition',

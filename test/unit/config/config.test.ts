@@ -30,6 +30,8 @@ const DEFAULTS = {
   QUEUED_STATUS_AFTER_MS: 2_000,
   AGENT_DEFINITIONS_ENABLED: true,
   UNKNOWN_AGENT_GRACE_SECONDS: 10,
+  JOB_AGENTS_ENABLED: true,
+  MAX_CONCURRENT_JOB_RUNS: 500,
   APPLYLENS_AGENT_AUDIT_ENABLED: true,
   DATABASE_URL: '',
   AUDIT_MIGRATE: true,
@@ -162,6 +164,7 @@ describe('loadConfig: environment parsing', () => {
     { key: 'FINALIZER_AFTER_MS', min: 0, max: 3_600_000 },
     { key: 'QUEUED_STATUS_AFTER_MS', min: 0, max: 3_600_000 },
     { key: 'UNKNOWN_AGENT_GRACE_SECONDS', min: 0, max: 3_600 },
+    { key: 'MAX_CONCURRENT_JOB_RUNS', min: 1, max: 100_000 },
   ];
   for (const { key, min, max } of ranges) {
     it(`${key} accepts ${min}..${max} and rejects ${min - 1} and ${max + 1}`, () => {

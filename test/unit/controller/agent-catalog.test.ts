@@ -33,7 +33,7 @@ function definition(
 
 const hook = (url = 'https://hooks.example/run') => ({ webhook: { url } });
 
-function catalogOf(definitions: AgentDefinition[]) {
+function catalogOf(definitions: AgentDefinition[], jobs = false) {
   const registry = new HandlerRegistry([noopHandler]);
   const store = {
     get: (key: string) =>
@@ -44,6 +44,7 @@ function catalogOf(definitions: AgentDefinition[]) {
     registry,
     definitions: store,
     vetter: agentDefinitionVetter({}, { apiServerHosts: ['10.96.0.1'] }),
+    jobs,
   });
 }
 
@@ -78,7 +79,44 @@ describe('AgentCatalog.resolve', () => {
     expect(resolved.found && resolved.handler).toBe(noopHandler);
   });
 
-  it('a job definition ends its runs ExecutorUnavailable', () => {
+  it('a job definition runs as a Job when the executor runs: one container, the plan names the image', () => {
+    const job = {
+      image: 'registry.example/builder:1',
+      command: ['/agent'],
+      env: [{ name: 'MODE', value: 'fast' }],
+      serviceAccountName: 'builder',
+    };
+    const resolved = catalogOf([definition('builder', { job })], true).resolve('builder', 'team-a');
+    if (!resolved.found) throw new Error(resolved.message);
+    expect(resolved.handler.job?.podSpec).toEqual({
+      serviceAccountName: 'builder',
+      containers: [
+        {
+          name: 'agent',
+          image: 'registry.example/builder:1',
+          command: ['/agent'],
+          env: [{ name: 'MODE', value: 'fast' }],
+        },
+      ],
+    });
+    const prepared = resolved.handler.prepare({
+      objective: 'build',
+      params: { ref: 'main' },
+      dryRun: true,
+    });
+    expect(prepared).toMatchObject({
+      ok: true,
+      plan: {
+        agentDefinition: { name: 'builder', uid: 'uid-team-a-builder', generation: 1 },
+        image: 'registry.example/builder:1',
+        dryRun: true,
+        params: { ref: 'main' },
+      },
+    });
+    expect(resolved.handler.prepare({ objective: 'b', params: [1], dryRun: false }).ok).toBe(false);
+  });
+
+  it('a job definition ends its runs ExecutorUnavailable when the Job executor is off', () => {
     const catalog = catalogOf([definition('builder', { job: { image: 'busybox' } })]);
     expect(catalog.resolve('builder', 'team-a')).toMatchObject({
       found: false,
