@@ -14,6 +14,7 @@ import {
 import { DATABASE_HELP, LIST_FLAGS, OUTPUT_FLAG, printRuns } from './audit-command.ts';
 import { type CliIo, type CommandGroup, runGroup } from './command.ts';
 import { DATABASE_URL_FLAG, resolveDatabaseUrl, withDatabase } from './database.ts';
+import { logsCommand } from './logs-command.ts';
 
 /**
  * The kubectl plugin `kubectl-agentrun` (kubectl runs it for `kubectl agentrun ...`):
@@ -128,12 +129,18 @@ Version ${OPERATOR_VERSION}.`,
       summary: 'past runs from the audit log, also of deleted AgentRuns',
       run: historyCommand,
     },
+    {
+      name: 'logs',
+      summary: "the agent's container logs, for agents that run as Jobs",
+      run: logsCommand,
+    },
   ],
   more: `${DATABASE_HELP}
 
 Examples:
   kubectl agentrun history nightly-check
-  kubectl agentrun history --agent noop -A -o json`,
+  kubectl agentrun history --agent noop -A -o json
+  kubectl agentrun logs nightly-build -f`,
 };
 
 export function kubectlAgentrun(argv: readonly string[], io: CliIo): Promise<number> {

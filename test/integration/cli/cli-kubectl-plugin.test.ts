@@ -295,10 +295,10 @@ describe('kubectl agentrun history', () => {
     expect(noDb.stderr.split('\n')[0]).toBe(
       'kubectl agentrun history: no database: set DATABASE_URL=postgres://user:password@host:5432/db or pass --database-url',
     );
-    const sub = await plugin(['logs']);
+    const sub = await plugin(['tail']);
     expect(sub.code).toBe(2);
     expect(sub.stderr.split('\n')[0]).toBe(
-      'kubectl agentrun: unknown command "logs" (expected one of history)',
+      'kubectl agentrun: unknown command "tail" (expected one of history, logs)',
     );
   });
 });
