@@ -188,7 +188,7 @@ docker-build: ## Build the operator image IMG (multi-stage Dockerfile; CONTAINER
 	$(CONTAINER_TOOL) build --build-arg NODE_VERSION=$(NODE_VERSION) -t $(IMG) .
 
 .PHONY: test-e2e
-test-e2e: ## End to end on a throwaway kind cluster (needs Docker and kind; skips without them). Not part of `make test`.
+test-e2e: | $(NODE_BIN) ## End to end on a throwaway kind cluster (needs Docker and kind; skips without them). Not part of `make test`.
 	IMG=$(IMG) KUBECTL=$(KUBECTL) CONTAINER_TOOL=$(CONTAINER_TOOL) hack/e2e-kind.sh
 
 ##@ Build Dependencies

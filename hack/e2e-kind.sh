@@ -131,6 +131,30 @@ EOF
   grep "blocked by the operator's agent webhook policy"
 "$KUBECTL" get agents
 
+step "a Job agent: the example image, end to end"
+# examples/job-agent: built, loaded into kind, registered with kubectl; the run mirrors Starting,
+# Running and the container's result; a failing attempt carries its termination message.
+"$CONTAINER_TOOL" build -t agentrun-example-agent:dev examples/job-agent
+kind load docker-image agentrun-example-agent:dev --name "$CLUSTER"
+"$KUBECTL" apply -f examples/job-agent/agentdefinition.yaml
+"$KUBECTL" wait --for=condition=Ready=true agentdefinition/word-counter --timeout=60s
+"$KUBECTL" wait --for=condition=Succeeded agentrun/count-words --timeout=180s
+"$KUBECTL" get agentrun count-words -o jsonpath='{.status.artifacts}{"\n"}' | grep '"words":6'
+"$KUBECTL" get jobs -l agents.applylens.io/run-id="$("$KUBECTL" get agentrun count-words -o jsonpath='{.metadata.uid}')"
+KUBECTL="$KUBECTL" node plugins/kubectl-agentrun logs count-words | grep 'objective: count the words'
+"$KUBECTL" apply -f - <<EOF
+apiVersion: agents.applylens.io/v1alpha1
+kind: AgentRun
+metadata:
+  name: count-fails
+spec:
+  agent: word-counter
+  objective: fail on purpose
+  params: { fail: true }
+EOF
+"$KUBECTL" wait --for=jsonpath='{.status.phase}'=Failed agentrun/count-fails --timeout=180s
+"$KUBECTL" get agentrun count-fails -o jsonpath='{.status.error}{"\n"}' | grep 'asked to fail'
+
 step "audit row in PostgreSQL"
 uid=$("$KUBECTL" get agentrun hello -o jsonpath='{.metadata.uid}')
 for _ in $(seq 30); do
