@@ -69,7 +69,8 @@ interface PodRun {
  * it registers a Node, binds each pod it takes to it through pods/binding, and writes the pod's
  * status through pods/status as the kubelet does: Pending with ContainerCreating, then Running,
  * then terminated with an exit code, reason and termination message, Succeeded or Failed. What
- * each pod does is its PodScript. A pod deleted gracefully is killed (Failed, exit 137) and then
+ * each pod does is its PodScript; containers are never restarted, as under restartPolicy Never
+ * (what Jobs for agents use). A pod deleted gracefully is killed (Failed, exit 137) and then
  * deleted for good, as the kubelet does once its containers have stopped; a pod that is gone is
  * dropped quietly. Writes that fail for another reason than the pod being gone are kept in
  * `failures()`, for tests to assert on.
@@ -205,7 +206,14 @@ export class FakeKubelet {
       this.#ignored.add(uid);
       return;
     }
-    const script = this.#script(pod);
+    let script: PodScript | undefined;
+    try {
+      script = this.#script(pod);
+    } catch (error) {
+      this.#failures.push(
+        `${pod.metadata.namespace}/${pod.metadata.name}: script: ${String(error)}`,
+      );
+    }
     if (script === undefined) {
       this.#ignored.add(uid);
       return;
