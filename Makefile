@@ -20,8 +20,8 @@ SHELL := /usr/bin/env bash
 
 DEPS := node_modules/.package-lock.json
 VITEST := node_modules/.bin/vitest
-# Exports KUBEBUILDER_ASSETS (kube-apiserver, etcd, kubectl), building them on first use; a failed
-# build stops the recipe here rather than as a confusing error in the tests.
+# Exports KUBEBUILDER_ASSETS (kube-apiserver, kube-controller-manager, etcd, kubectl), building them
+# on first use; a failed build stops the recipe here rather than as a confusing error in the tests.
 WITH_ENVTEST = assets="$$(hack/envtest/setup.sh | tail -n 1)"; export KUBEBUILDER_ASSETS="$$assets";
 # The same for the tests' own tools (hack/tools/setup.sh): PROMTOOL and PROMETHEUS for the
 # integration tests, ARGOCD_LUA (Argo CD's Lua VM) for a unit test.
@@ -113,7 +113,7 @@ bench-peer: $(DEPS) ## Side by side with the Go peer (PEER_DIR=../shared/peer; s
 	fi
 
 .PHONY: envtest
-envtest: ## Build or find kube-apiserver + etcd; prints their directory as the last line.
+envtest: ## Build or find kube-apiserver + kube-controller-manager + etcd (+ kubectl); prints their directory as the last line.
 	@hack/envtest/setup.sh
 
 .PHONY: tools

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Makes kube-apiserver, etcd and a matching kubectl available for the test control plane and prints, as its last
-# line, the directory that holds them (the KUBEBUILDER_ASSETS convention).
+# Makes kube-apiserver, kube-controller-manager, etcd and a matching kubectl available for the test
+# control plane and prints, as its last line, the directory that holds them (the KUBEBUILDER_ASSETS
+# convention). kube-controller-manager is there so that tests can have Jobs run their pods (with a
+# fake kubelet) and the garbage collector delete what an owner leaves behind.
 #
-# Order: $KUBEBUILDER_ASSETS if set; else the cache outside the repo; else build both from the
-# Go module proxy with the wrapper modules beside this script (their go.mod files pin the
-# versions). Progress goes to stderr so that callers can take stdout's last line.
+# Order: $KUBEBUILDER_ASSETS if set; else the cache outside the repo; else build what the cache
+# lacks from the Go module proxy with the wrapper modules beside this script (their go.mod files pin
+# the versions). Progress goes to stderr so that callers can take stdout's last line.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,14 +18,19 @@ etcd_version=$(required "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)
 
 say() { echo "envtest: $*" >&2; }
 
-has_binaries() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ] && [ -x "$1/kubectl" ]; }
+binaries="kube-apiserver kube-controller-manager etcd kubectl"
+has_binaries() {
+  local name
+  for name in $binaries; do [ -x "$1/$name" ] || return 1; done
+}
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   if has_binaries "$KUBEBUILDER_ASSETS"; then
     echo "$KUBEBUILDER_ASSETS"
     exit 0
   fi
-  say "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS does not contain executable kube-apiserver, etcd and kubectl"
+  say "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS does not contain executable ${binaries// /, }"
+  say "(setup-envtest's directories have no kube-controller-manager: add the release's own)"
   exit 1
 fi
 
@@ -39,12 +46,13 @@ fi
 
 if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
-envtest: kube-apiserver and kubectl $k8s_version and etcd $etcd_version are not in $dir, and there is no Go
-toolchain to build them. Either:
+envtest: kube-apiserver, kube-controller-manager and kubectl $k8s_version and etcd $etcd_version are not
+all in $dir, and there is no Go toolchain to build them. Either:
   - install Go >= 1.26 (https://go.dev/doc/install) and run 'make envtest' again, or
   - fetch prebuilt binaries with controller-runtime's setup-envtest:
       setup-envtest use ${k8s_version#v} -p path
-    and export KUBEBUILDER_ASSETS=<the printed directory>.
+    add kube-controller-manager $k8s_version to the printed directory (setup-envtest has none; it is
+    in kubernetes-server-$os-$arch.tar.gz of the release), and export KUBEBUILDER_ASSETS=<that directory>.
 MSG
   exit 1
 fi
@@ -68,6 +76,9 @@ build() { # name module-dir package ldflags
 minor=$(echo "$k8s_version" | cut -d. -f2)
 version_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
 build kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$version_ldflags"
+# The Job, garbage-collector and TTL controllers for tests; a cache from before it was needed gains
+# just this binary, as build() skips the others.
+build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager "$version_ldflags"
 # kubectl from the same release, so tests never depend on the skew of whatever kubectl is installed.
 build kubectl kubernetes k8s.io/kubernetes/cmd/kubectl "$version_ldflags"
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"

@@ -34,6 +34,7 @@ export const DEFAULT_INACTIVITY_TIMEOUT_MS = 90_000;
 export const DEFAULT_PAGE_SIZE = 500;
 
 interface InformerCommonOptions<T> {
+  /** The API group; '' for the core group (pods). */
   readonly group: string;
   readonly version: string;
   /** The resource's plural name, e.g. `agentruns`. */
@@ -82,7 +83,7 @@ export type InformerOptions<T> = InformerCommonOptions<T> &
   );
 
 /**
- * A list/watch cache of one custom resource. It lists (paginated), then watches from the list's
+ * A list/watch cache of one resource kind. It lists (paginated), then watches from the list's
  * resourceVersion with bookmarks, and resumes each new watch from the last resourceVersion seen.
  * On 410 Gone it relists and reports the differences as adds, updates and deletes. Any other
  * failure (429 while a new CRD's watch cache warms up, 5xx, network errors) is retried with

@@ -3,13 +3,15 @@ import { join } from 'node:path';
 
 export interface ControlPlaneBinaries {
   readonly kubeApiserver: string;
+  /** Runs only when a test asks for it (`ControlPlaneOptions.controllerManager`). */
+  readonly kubeControllerManager: string;
   readonly etcd: string;
   /** kubectl of the same release, so tests do not depend on the installed one's version skew. */
   readonly kubectl: string;
 }
 
 /**
- * Where kube-apiserver, etcd and kubectl are: $KUBEBUILDER_ASSETS (what `make envtest` prints and every
+ * Where kube-apiserver, kube-controller-manager, etcd and kubectl are: $KUBEBUILDER_ASSETS (what `make envtest` prints and every
  * make target exports). The launcher never builds them itself: a build takes minutes and belongs
  * to `make envtest`, which caches it outside the repo.
  */
@@ -23,6 +25,7 @@ export function findBinaries(env: NodeJS.ProcessEnv = process.env): ControlPlane
   }
   const binaries = {
     kubeApiserver: join(dir, 'kube-apiserver'),
+    kubeControllerManager: join(dir, 'kube-controller-manager'),
     etcd: join(dir, 'etcd'),
     kubectl: join(dir, 'kubectl'),
   };

@@ -8,6 +8,7 @@ import { ManagedProcess, startOrphanWatchdog } from '../process.ts';
 import { waitFor } from '../wait.ts';
 import { type ControlPlaneBinaries, findBinaries } from './assets.ts';
 import { createCa, createLeaf, createServiceAccountKeys, type KeyPair, readPem } from './certs.ts';
+import { type ControllerManagerOptions, startControllerManager } from './controller-manager.ts';
 import { type ClusterAccess, kubeConfigFor, writeKubeconfig } from './kubeconfig.ts';
 
 /** Everything a test process needs to reach the control plane; plain data, safe to serialise. */
@@ -31,21 +32,38 @@ export interface ControlPlaneOptions {
   /** Parent of the working directory; default the OS temp dir. */
   readonly baseDir?: string;
   readonly startTimeoutMs?: number;
+  /**
+   * Runs kube-controller-manager too (default off): `true` for the controllers Jobs need
+   * (CONTROLLER_MANAGER_CONTROLLERS), or a list and extra flags of your own. With it, the
+   * ServiceAccount admission plugin is on, as in a cluster; without it, pods could not be
+   * created, as no controller would make the `default` ServiceAccount they are admitted with.
+   * Nothing plays the kubelet: see test/support/kubelet.ts.
+   */
+  readonly controllerManager?: boolean | ControllerManagerOptions;
 }
 
 /**
  * A real etcd + kube-apiserver on loopback ports, as controller-runtime's envtest runs them:
  * RBAC authorization, client-certificate authentication and service-account token signing (so
- * the TokenRequest API works), no controllers, scheduler or kubelet.
+ * the TokenRequest API works); no scheduler or kubelet, and no controllers unless
+ * `controllerManager` asks for kube-controller-manager.
  */
 export class ControlPlane {
   readonly info: ControlPlaneInfo;
+  /** etcd, then kube-apiserver (last: stopApiserver and startApiserver act on it). */
   private readonly processes: ManagedProcess[];
+  private readonly controllerManager: ManagedProcess | undefined;
   private readonly cancelWatchdog: () => void;
 
-  private constructor(info: ControlPlaneInfo, processes: ManagedProcess[], cancel: () => void) {
+  private constructor(
+    info: ControlPlaneInfo,
+    processes: ManagedProcess[],
+    controllerManager: ManagedProcess | undefined,
+    cancel: () => void,
+  ) {
     this.info = info;
     this.processes = processes;
+    this.controllerManager = controllerManager;
     this.cancelWatchdog = cancel;
   }
 
@@ -54,6 +72,7 @@ export class ControlPlane {
     const timeoutMs = options.startTimeoutMs ?? 60_000;
     const dir = mkdtempSync(join(options.baseDir ?? tmpdir(), 'agentrun-envtest-'));
     const processes: ManagedProcess[] = [];
+    let controllerManager: ManagedProcess | undefined;
     const cancelWatchdog = startOrphanWatchdog(dir);
     try {
       const pki = join(dir, 'pki');
@@ -107,8 +126,9 @@ export class ControlPlane {
           `--client-ca-file=${clientCa.certFile}`,
           '--authorization-mode=RBAC',
           '--allow-privileged=true',
-          // No controller-manager creates ServiceAccount tokens or default ServiceAccounts.
-          '--disable-admission-plugins=ServiceAccount',
+          // Without kube-controller-manager nothing makes the `default` ServiceAccount that the
+          // plugin requires of every pod.
+          ...(options.controllerManager ? [] : ['--disable-admission-plugins=ServiceAccount']),
           '--service-cluster-ip-range=10.0.0.0/24',
           `--service-account-issuer=${server}`,
           `--service-account-key-file=${sa.publicKeyFile}`,
@@ -157,9 +177,23 @@ export class ControlPlane {
         timeoutMs,
       });
 
+      if (options.controllerManager) {
+        controllerManager = await startControllerManager({
+          binary: binaries.kubeControllerManager,
+          dir,
+          pki,
+          server,
+          servingCa,
+          clientCa,
+          options: options.controllerManager === true ? {} : options.controllerManager,
+          timeoutMs,
+        });
+      }
+
       const plane = new ControlPlane(
         { dir, server, caData, adminKubeconfig, clientCa, kubectl: binaries.kubectl, etcdUrl },
         processes,
+        controllerManager,
         cancelWatchdog,
       );
       plane.#restartApiserver = async (n: number) => {
@@ -181,6 +215,7 @@ export class ControlPlane {
       };
       return plane;
     } catch (error) {
+      await controllerManager?.stop();
       await stopAll(processes);
       cancelWatchdog();
       rmSync(dir, { recursive: true, force: true });
@@ -205,8 +240,12 @@ export class ControlPlane {
     await this.#restartApiserver?.(this.#apiserverStarts);
   }
 
-  /** Stops kube-apiserver, then etcd, and removes the working directory. Idempotent. */
+  /**
+   * Stops kube-controller-manager (if running), kube-apiserver, then etcd, and removes the
+   * working directory. Idempotent.
+   */
   async stop(): Promise<void> {
+    await this.controllerManager?.stop();
     await stopAll(this.processes);
     this.cancelWatchdog();
     rmSync(this.info.dir, { recursive: true, force: true });

@@ -59,6 +59,31 @@ describe('KubeListWatch over KubeClient', () => {
     expect(urls).toEqual([`${PATH}?limit=2&continue=c1`]);
   });
 
+  it("lists and watches the core group (group '') under /api, in a namespace or all of them", async () => {
+    const { urls } = await listWatch((req, res) => {
+      const watch = req.url?.includes('watch=true');
+      res.end(watch ? '' : JSON.stringify({ items: [], metadata: { resourceVersion: '3' } }));
+    });
+    const core = client;
+    if (!core) throw new Error('no client');
+    const pods = (namespace?: string) =>
+      new KubeListWatch(core, {
+        group: '',
+        version: 'v1',
+        plural: 'pods',
+        namespace,
+        requestTimeoutMs: 5_000,
+      });
+    await pods('ns').list({ limit: 1, signal: signal() });
+    await pods().list({ limit: 1, signal: signal() });
+    await pods('ns').watch({ resourceVersion: '3', timeoutSeconds: 1, signal: signal() }, () => {});
+    expect(urls.map((url) => url.split('?')[0])).toEqual([
+      '/api/v1/namespaces/ns/pods',
+      '/api/v1/pods',
+      '/api/v1/namespaces/ns/pods',
+    ]);
+  });
+
   it('names the call, the status and the server message in one line when a list fails', async () => {
     const { lw } = await listWatch((_req, res) => {
       res.writeHead(403, { 'content-type': 'application/json' });
