@@ -77,6 +77,15 @@ export function jobProgress(
   }
 
   if (!pod) {
+    // The job controller has decided (a deadline, say) and deleted the pod before it writes the
+    // final condition: the attempt has run, it is not starting again.
+    if (
+      trueCondition(conditions, 'FailureTarget') ||
+      trueCondition(conditions, 'SuccessCriteriaMet') ||
+      (job.status?.failed ?? 0) + (job.status?.succeeded ?? 0) > 0
+    ) {
+      return { kind: 'running', startedAt: job.status?.startTime };
+    }
     return { kind: 'pending', reason: 'JobCreated', message: "waiting for the Job's pod" };
   }
   const phase = pod.status?.phase;

@@ -154,7 +154,11 @@ export class JobRunner implements JobExecutor {
     followers.add(follower);
     const checkMs = this.#options.missingJobCheckMs ?? 30_000;
     let reported = '';
+    let running = false;
     const report = (stage: AttemptStage, message: string): void => {
+      // A pod that ran does not start again (restartPolicy Never): no way back to Starting.
+      if (stage === 'Starting' && running) return;
+      running ||= stage === 'Running';
       if (`${stage}\n${message}` === reported) return;
       reported = `${stage}\n${message}`;
       a.report(stage, message);

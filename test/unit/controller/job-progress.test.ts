@@ -110,6 +110,14 @@ describe('jobProgress', () => {
     );
   });
 
+  it('is still running when the job controller deleted the pod before its final condition', () => {
+    // activeDeadlineSeconds: the pod is killed and gone, FailureTarget set, Failed not yet.
+    const deciding = job([{ type: 'FailureTarget', reason: 'DeadlineExceeded' }]);
+    expect(jobProgress(deciding, []).kind).toBe('running');
+    const counted: Job = { ...job(), status: { failed: 1 } };
+    expect(jobProgress(counted, []).kind).toBe('running');
+  });
+
   it('succeeds with the termination message as the result', () => {
     expect(
       jobProgress(job([{ type: 'Complete' }]), [pod(terminated(0, '{"triaged": 12}\n'))]),
