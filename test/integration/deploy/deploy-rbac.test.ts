@@ -3,6 +3,7 @@ import {
   AppsV1Api,
   AuthenticationV1Api,
   AuthorizationV1Api,
+  BatchV1Api,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -781,6 +782,41 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
     await runs.waitForDeletion('deleted');
     // TTL: the operator deletes the finished run itself.
     await runs.waitForDeletion('ok');
+
+    // A Job agent: the operator creates the attempt's Job (owned by the run, which needs
+    // agentruns/finalizers with OwnerReferencesPermissionEnforcement), watches it and its pods,
+    // and deletes it on cancel. This plane has no job controller: the Job never gets a pod.
+    await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace,
+      plural: 'agentdefinitions',
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'AgentDefinition',
+        metadata: { name: 'container' },
+        spec: { job: { image: 'registry.example/agent:1' } },
+      },
+    });
+    const jobRun = await runs.create('in-a-job', { agent: 'container' });
+    await runs.waitUntil('in-a-job', 'Starting', (r) =>
+      Boolean(r.status?.conditions?.some((c) => c.type === 'Succeeded' && c.reason === 'Starting')),
+    );
+    const jobs = admin.makeApiClient(BatchV1Api);
+    const selector = `agents.applylens.io/run-id=${jobRun.metadata.uid}`;
+    const [job] = (await jobs.listNamespacedJob({ namespace, labelSelector: selector })).items;
+    expect(job?.metadata?.ownerReferences?.[0]?.uid).toBe(jobRun.metadata.uid);
+    await runs.cancel('in-a-job');
+    await runs.waitForPhase('in-a-job', 'Canceled');
+    await waitFor(
+      'the Job deleted (foreground: marked, its finalizer waits for the GC)',
+      async () => {
+        const [left] = (await jobs.listNamespacedJob({ namespace, labelSelector: selector })).items;
+        return left === undefined || left.metadata?.deletionTimestamp !== undefined
+          ? true
+          : undefined;
+      },
+    );
 
     const events = await admin
       .makeApiClient(EventsV1Api)
