@@ -717,6 +717,17 @@ describe('people bound to agentdefinition-viewer and agentdefinition-editor', ()
   });
 });
 
+/** Registers an agent as the cluster admin, as a person would with kubectl apply. */
+async function defineAgent(namespace: string, name: string, spec: Record<string, unknown>) {
+  await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: 'agentdefinitions',
+    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'AgentDefinition', metadata: { name }, spec },
+  });
+}
+
 describe('the operator, running as its ServiceAccount with only the roles in deploy/', () => {
   it('runs, cancels, deletes and expires runs, records Events and holds its Lease', async () => {
     const namespace = await createNamespace(admin, 'deploy-rbac-life');
@@ -740,18 +751,7 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
     const runs = new AgentRuns(admin, namespace);
 
     // It watches AgentDefinitions (it would not become ready otherwise) and writes their status.
-    await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace,
-      plural: 'agentdefinitions',
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'AgentDefinition',
-        metadata: { name: 'noop' },
-        spec: { webhook: { url: 'https://hooks.example/run' } },
-      },
-    });
+    await defineAgent(namespace, 'noop', { webhook: { url: 'https://hooks.example/run' } });
     await waitFor('the definition status', async () => {
       const got = (await admin.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
         group: GROUP,
@@ -786,18 +786,7 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
     // A Job agent: the operator creates the attempt's Job (owned by the run, which needs
     // agentruns/finalizers with OwnerReferencesPermissionEnforcement), watches it and its pods,
     // and deletes it on cancel. This plane has no job controller: the Job never gets a pod.
-    await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace,
-      plural: 'agentdefinitions',
-      body: {
-        apiVersion: `${GROUP}/${VERSION}`,
-        kind: 'AgentDefinition',
-        metadata: { name: 'container' },
-        spec: { job: { image: 'registry.example/agent:1' } },
-      },
-    });
+    await defineAgent(namespace, 'container', { job: { image: 'registry.example/agent:1' } });
     const jobRun = await runs.create('in-a-job', { agent: 'container' });
     await runs.waitUntil('in-a-job', 'Starting', (r) =>
       Boolean(r.status?.conditions?.some((c) => c.type === 'Succeeded' && c.reason === 'Starting')),

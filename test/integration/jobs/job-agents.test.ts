@@ -120,6 +120,18 @@ async function podsOf(namespace: string, run: AgentRun): Promise<Pod[]> {
   return list.items.map((item) => podSchema.parse(item));
 }
 
+/** Waits until no Job and no pod of the run is left (deleted, or collected with the run). */
+function jobAndPodsGone(namespace: string, run: AgentRun): Promise<true> {
+  return waitFor(
+    `the Jobs and pods of ${run.metadata.name} gone`,
+    async () =>
+      (await jobsOf(namespace, run)).length === 0 && (await podsOf(namespace, run)).length === 0
+        ? true
+        : undefined,
+    { timeoutMs: 60_000 },
+  );
+}
+
 async function auditRows(runId: string) {
   const pool = new pg.Client({ connectionString: db.url });
   await pool.connect();
@@ -203,15 +215,7 @@ describe('Job agents on a control plane with kube-controller-manager', () => {
     await runs.cancel('pull');
     const canceled = await runs.waitUntil('pull', 'Canceled and audited', audited, 60_000);
     expect(reasonOf(canceled)).toBe('Canceled');
-    await waitFor(
-      'the Job and its pod gone',
-      async () =>
-        (await jobsOf(namespace, created)).length === 0 &&
-        (await podsOf(namespace, created)).length === 0
-          ? true
-          : undefined,
-      { timeoutMs: 60_000 },
-    );
+    await jobAndPodsGone(namespace, created);
     expect((await auditRows(created.metadata.uid)).map((r) => r.status)).toEqual(['canceled']);
   });
 
@@ -259,15 +263,7 @@ describe('Job agents on a control plane with kube-controller-manager', () => {
     await runs.waitForPhase('doomed', 'Running', 60_000);
     await runs.delete('doomed');
     await runs.waitForDeletion('doomed', 60_000);
-    await waitFor(
-      'the Job and its pod collected',
-      async () =>
-        (await jobsOf(namespace, created)).length === 0 &&
-        (await podsOf(namespace, created)).length === 0
-          ? true
-          : undefined,
-      { timeoutMs: 60_000 },
-    );
+    await jobAndPodsGone(namespace, created);
     expect((await auditRows(created.metadata.uid)).map((r) => r.status)).toEqual(['canceled']);
   });
 
