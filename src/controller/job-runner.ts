@@ -298,7 +298,9 @@ export class JobRunner implements JobExecutor {
       return true;
     } catch (error) {
       if (statusCodeOf(error) === 404) return false;
-      throw error;
+      if (signal.aborted) throw signal.reason;
+      // Unknown (the API server unreachable): not proof that it is gone; look again later.
+      return true;
     }
   }
 
