@@ -118,6 +118,8 @@ export class AgentRunReconciler {
   /** uid -> the run as claimed, so an outcome can be audited even if the object is gone. */
   readonly #claimed = new Map<string, AgentRun>();
   readonly #queuedWrites: TokenBucket;
+  /** uid -> the resourceVersion a claim was decided on, when its answer was lost. */
+  readonly #doubted = new Map<string, string>();
   /** uid -> the stage write of a Job attempt in flight; its outcome is written after it. */
   readonly #stageWrites = new Map<string, Promise<void>>();
 
@@ -162,6 +164,17 @@ export class AgentRunReconciler {
       }
       if (!cached) return {};
       let run = this.#newest(cached);
+      const doubted = this.#doubted.get(run.metadata.uid);
+      if (doubted !== undefined) {
+        this.#doubted.delete(run.metadata.uid);
+        // A claim whose answer was lost (a timeout, a dropped connection) may have landed: while
+        // the cache still shows the version it was decided on, decide on the object as it is.
+        if (run.metadata.resourceVersion === doubted) {
+          const fresh = await this.#options.writer.read(run);
+          if (!fresh) return {};
+          run = this.#newest(fresh);
+        }
+      }
       const pending = this.#unwritten.get(run.metadata.uid);
       if (pending) run = await this.#write(run, pending);
       const uid = run.metadata.uid;
@@ -181,6 +194,7 @@ export class AgentRunReconciler {
 
   /** Forget memory of runs that left the cache. */
   forget(uid: string): void {
+    this.#doubted.delete(uid);
     this.#written.delete(uid);
     this.#unwritten.delete(uid);
     this.#audit?.forget(uid);
@@ -305,6 +319,10 @@ export class AgentRunReconciler {
         );
       } catch (error) {
         this.executor.release(pool);
+        // Refused (409, 404): it did not land. Anything else: it may have; look before deciding.
+        if (!(error instanceof ConflictError) && !(error instanceof NotFoundError)) {
+          this.#doubted.set(run.metadata.uid, run.metadata.resourceVersion);
+        }
         throw error;
       }
     }

@@ -27,6 +27,8 @@ export interface AgentRunWriter {
   removeFinalizer(run: AgentRun, finalizer: string): Promise<AgentRun>;
   /** Deletes the run if it is still the same object (uid precondition); absent is fine. */
   delete(run: AgentRun): Promise<void>;
+  /** The run as the API server has it now (not the cache); undefined when it is gone. */
+  read(run: AgentRun): Promise<AgentRun | undefined>;
 }
 
 /** The object changed since it was read; re-read and decide again. */
@@ -128,6 +130,20 @@ export class KubeAgentRunWriter implements AgentRunWriter {
       );
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
+    }
+  }
+
+  async read(run: AgentRun): Promise<AgentRun | undefined> {
+    try {
+      const raw: unknown = await this.#call('read', () =>
+        this.#client.request('GET', this.#path(run)),
+      );
+      stripManagedFields(raw);
+      const parsed = parseAgentRun(raw);
+      return parsed?.metadata.uid === run.metadata.uid ? parsed : undefined;
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
     }
   }
 

@@ -310,3 +310,27 @@ describe('AgentRunReconciler: the audit row of an outcome', () => {
     expect(sink.records.map((r) => r.status)).toEqual(['succeeded']);
   });
 });
+
+describe('AgentRunReconciler: a claim whose answer was lost', () => {
+  it('decides on the object as the API server has it, not on the cache it was decided on', async () => {
+    const { cluster, reconciler } = fakeReconciler();
+    const key = cluster.add(noop('lost-answer', { delayMs: 60_000 }));
+    // The claim lands in the API server, but its answer never comes back (a timeout).
+    cluster.lagging = true;
+    cluster.loseNextAnswer = true;
+    await expect(reconciler.reconcile(key)).rejects.toThrow('answer lost');
+    expect(cluster.runs.get(key)?.status?.attempts).toBe(1);
+    // The user cancels; the cache still shows the run as it was before the claim.
+    const stored = cluster.runs.get(key);
+    if (!stored) throw new Error('gone');
+    cluster.runs.set(key, { ...stored, spec: { ...stored.spec, cancel: true } });
+    await reconciler.reconcile(key);
+    expect(cluster.reasonOf(key)).toBe('Canceled');
+    const succeeded = cluster.runs
+      .get(key)
+      ?.status?.conditions?.find((c) => c.type === 'Succeeded');
+    // Not "canceled before it started": attempt 1 was claimed, and its start time is kept.
+    expect(succeeded?.message).toBe('canceled after attempt 1 was interrupted');
+    expect(cluster.runs.get(key)?.status?.startedAt).toBeDefined();
+  });
+});

@@ -33,6 +33,8 @@ export class FakeCluster implements AgentRunWriter, RunStore, RunEvents {
   lagging = false;
   /** Status writes to refuse (with a 500-like error) before accepting again. */
   failStatusWrites = 0;
+  /** The next status write lands, and then throws as if its answer was lost (a timeout). */
+  loseNextAnswer = false;
   #version = 100;
 
   /** Creates (or replaces) the object in the API server and the cache; returns its key. */
@@ -59,6 +61,11 @@ export class FakeCluster implements AgentRunWriter, RunStore, RunEvents {
     return this.cache.get(key);
   }
 
+  async read(run: AgentRun): Promise<AgentRun | undefined> {
+    const stored = this.runs.get(keyOf(run));
+    return stored?.metadata.uid === run.metadata.uid ? stored : undefined;
+  }
+
   reasonOf(key: string): string | undefined {
     return findCondition(this.runs.get(key)?.status?.conditions, ConditionType.Succeeded)?.reason;
   }
@@ -82,6 +89,10 @@ export class FakeCluster implements AgentRunWriter, RunStore, RunEvents {
     }
     const written = this.#store({ ...current, status });
     this.statusWrites.push({ key: keyOf(run), status });
+    if (this.loseNextAnswer) {
+      this.loseNextAnswer = false;
+      throw new Error('answer lost: the operation was aborted due to timeout');
+    }
     return written;
   }
 
