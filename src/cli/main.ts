@@ -5,6 +5,7 @@ import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
 import { auditCommand } from './audit-command.ts';
 import { processIo, reportError } from './command.ts';
 import { migrateCommand } from './migrate-command.ts';
+import { execWithV8Sizing } from './v8-sizing.ts';
 
 const usage = `Usage: ${OPERATOR_NAME} <command> [flags]
 
@@ -47,6 +48,8 @@ async function main(argv: readonly string[]): Promise<number> {
       console.log(`${OPERATOR_NAME} ${OPERATOR_VERSION}`);
       return 0;
     case 'run':
+      // Before anything starts: V8's flags can only be set when the process begins.
+      execWithV8Sizing();
       return run(rest);
     case 'migrate':
       return migrateCommand(rest, processIo);
