@@ -103,6 +103,7 @@ export async function createOperator(options: OperatorOptions = {}): Promise<Ope
   const client = new KubeClient(clusterAccess, {
     ...metrics.restClient,
     userAgent: `${OPERATOR_NAME}/${OPERATOR_VERSION}`,
+    http2: config.KUBE_API_HTTP2,
   });
   requireDatabase(config);
   let auditor: AgentAuditor | undefined;

@@ -1,6 +1,9 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { type ClientHttp2Stream, constants } from 'node:http2';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
 import { type ClusterAccess, type LoadOptions, loadClusterAccess } from './cluster-access.ts';
+import { Http2Connection, type Http2ConnectionOptions } from './http2-connection.ts';
 import { KubeHttpError } from './kube-errors.ts';
 import { type OnResponse, safeOnResponse } from './rest-client-metrics.ts';
 
@@ -54,7 +57,32 @@ export interface KubeClientOptions {
    * bounds the same case with HTTP/2 health-check pings.
    */
   readonly requestTimeoutMs?: number | undefined;
+  /**
+   * Talk HTTP/2 to an https API server that offers it (as client-go does); default true. false
+   * keeps to HTTP/1.1 with a keep-alive pool. Servers that do not offer h2 get HTTP/1.1 anyway.
+   * An object is true with other health-check pings than client-go's 30 s + 15 s.
+   */
+  readonly http2?: boolean | Http2ConnectionOptions | undefined;
 }
+
+/** An answer's status and body, whichever protocol carried it. */
+interface Answer {
+  readonly statusCode: number;
+  readonly body: Readable;
+  /** Whether the whole body arrived: a 'close' without it is a cut connection. */
+  complete(): boolean;
+}
+
+/** A stream the server refused unprocessed, with the stream's own error. */
+class RefusedStream extends Error {
+  readonly streamError: Error;
+  constructor(streamError: Error) {
+    super(streamError.message);
+    this.streamError = streamError;
+  }
+}
+
+const MAX_REFUSED_RETRIES = 3;
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -76,6 +104,7 @@ const ACCEPT = 'application/json, */*;q=0.8';
 export class KubeClient {
   readonly access: ClusterAccess;
   readonly #agent: HttpAgent;
+  readonly #h2: Http2Connection | undefined;
   readonly #send: typeof httpRequest;
   readonly #protocol: string;
   readonly #hostname: string;
@@ -112,6 +141,11 @@ export class KubeClient {
         })
       : new HttpAgent({ keepAlive: true });
     this.#send = secure ? httpsRequest : httpRequest;
+    const http2 = options.http2 ?? true;
+    this.#h2 =
+      secure && http2 !== false
+        ? new Http2Connection(url, tls, http2 === true ? {} : http2)
+        : undefined;
   }
 
   /** A client for the cluster loadClusterAccess(options) finds (KUBECONFIG, ~/.kube/config, ...). */
@@ -131,15 +165,35 @@ export class KubeClient {
    */
   async request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#requestTimeoutMs;
-    const signal =
-      timeoutMs === 0
-        ? options.signal
-        : options.signal
-          ? AbortSignal.any([options.signal, AbortSignal.timeout(timeoutMs)])
-          : AbortSignal.timeout(timeoutMs);
-    const response = await this.#start(method, path, options, signal, undefined);
-    const text = await readText(response, signal);
-    const status = response.statusCode ?? 0;
+    if (timeoutMs === 0) return this.#answer(method, path, options, options.signal);
+    // A cleared timer rather than AbortSignal.timeout (+ AbortSignal.any): that timer cannot be
+    // cleared, so every request left one pending for a minute, tens of thousands in a burst
+    // (docs/performance.md); the error is the same TimeoutError.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+    }, timeoutMs);
+    const outer = options.signal;
+    const onOuter = (): void => deadline.abort(outer?.reason);
+    if (outer?.aborted) onOuter();
+    else outer?.addEventListener('abort', onOuter, { once: true });
+    try {
+      return await this.#answer(method, path, options, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuter);
+    }
+  }
+
+  async #answer(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    const answer = await this.#start(method, path, options, signal, undefined);
+    const text = await readText(answer, signal);
+    const status = answer.statusCode;
     if (status < 200 || status > 299) throw new KubeHttpError(status, text);
     return text === '' ? undefined : JSON.parse(text);
   }
@@ -158,21 +212,22 @@ export class KubeClient {
   ): Promise<void> {
     const { signal } = options;
     if (signal.aborted) return;
-    let response: IncomingMessage;
+    let answer: Answer;
     try {
-      response = await this.#start('GET', path, {}, signal, options.idleTimeoutMs);
+      answer = await this.#start('GET', path, {}, signal, options.idleTimeoutMs);
     } catch (error) {
       if (signal.aborted) return;
       throw error;
     }
+    const response = answer.body;
     // Aborted while the headers were on their way in: the connection is being torn down.
     if (signal.aborted) {
       response.destroy();
       return;
     }
-    const status = response.statusCode ?? 0;
+    const status = answer.statusCode;
     if (status < 200 || status > 299) {
-      throw new KubeHttpError(status, await readText(response, signal));
+      throw new KubeHttpError(status, await readText(answer, signal));
     }
     await new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -219,7 +274,7 @@ export class KubeClient {
       response.on('error', (error) => finish(signal.aborted ? undefined : error));
       // 'end' never comes when the connection dies mid-stream: 'close' without 'end'.
       response.once('close', () => {
-        if (response.complete || signal.aborted) finish();
+        if (answer.complete() || signal.aborted) finish();
         else finish(new Error('the watch connection closed mid-stream'));
       });
     });
@@ -228,6 +283,7 @@ export class KubeClient {
   /** Closes the pooled connections (on shutdown); requests in flight fail. */
   close(): void {
     this.#agent.destroy();
+    this.#h2?.close();
   }
 
   /** Sends the request; resolves at the response headers, whatever the status. */
@@ -237,18 +293,104 @@ export class KubeClient {
     options: RequestOptions,
     signal: AbortSignal | undefined,
     idleTimeoutMs: number | undefined,
-  ): Promise<IncomingMessage> {
+  ): Promise<Answer> {
     signal?.throwIfAborted();
-    const headers: Record<string, string> = { Accept: ACCEPT };
-    if (this.#userAgent) headers['User-Agent'] = this.#userAgent;
+    // Lower case: HTTP/2 requires it, HTTP/1.1 does not mind.
+    const headers: Record<string, string> = { accept: ACCEPT };
+    if (this.#userAgent) headers['user-agent'] = this.#userAgent;
     const authorization = this.access.auth.authorization();
     const header = typeof authorization === 'string' ? authorization : await authorization;
-    if (header !== undefined) headers['Authorization'] = header;
+    if (header !== undefined) headers['authorization'] = header;
     if (options.body !== undefined) {
-      headers['Content-Type'] = options.contentType ?? ContentType.Json;
-      headers['Content-Length'] = String(Buffer.byteLength(options.body));
+      headers['content-type'] = options.contentType ?? ContentType.Json;
+      headers['content-length'] = String(Buffer.byteLength(options.body));
     }
     signal?.throwIfAborted();
+    if (this.#h2) {
+      for (let attempt = 1; ; attempt++) {
+        const stream = await this.#h2
+          .request(
+            { ...headers, ':method': method, ':path': `${this.#basePath}${path}` },
+            options.body !== undefined,
+            signal,
+          )
+          .catch((error: unknown) => {
+            this.#onResponse?.(method, 0, this.#host);
+            throw error;
+          });
+        if (!stream) break;
+        try {
+          return await this.#exchange(stream, method, options, signal, idleTimeoutMs);
+        } catch (error) {
+          // REFUSED_STREAM: the server did not process it (an API server going away refuses
+          // the streams it will not serve), so it is sent again on a new session, as Go's
+          // transport does. A few times at most: the server may be going down for good.
+          if (!(error instanceof RefusedStream)) throw error;
+          if (attempt >= MAX_REFUSED_RETRIES) {
+            this.#onResponse?.(method, 0, this.#host);
+            throw error.streamError;
+          }
+        }
+      }
+    }
+    const response = await this.#http1(method, path, headers, options, signal, idleTimeoutMs);
+    return {
+      statusCode: response.statusCode ?? 0,
+      body: response,
+      complete: () => response.complete,
+    };
+  }
+
+  /** Sends the body on an HTTP/2 stream; resolves at the response headers. */
+  #exchange(
+    stream: ClientHttp2Stream,
+    method: HttpMethod,
+    options: RequestOptions,
+    signal: AbortSignal | undefined,
+    idleTimeoutMs: number | undefined,
+  ): Promise<Answer> {
+    return new Promise<Answer>((resolve, reject) => {
+      let answered = false;
+      const report = (code: number): void => this.#onResponse?.(method, code, this.#host);
+      const onAbort = (): void => {
+        stream.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      stream.once('close', () => signal?.removeEventListener('abort', onAbort));
+      if (idleTimeoutMs !== undefined) {
+        stream.setTimeout(idleTimeoutMs, () => {
+          stream.destroy(new Error(`no data from the API server for ${idleTimeoutMs} ms`));
+        });
+      }
+      stream.once('response', (headers) => {
+        answered = true;
+        const status = Number(headers[':status'] ?? 0);
+        report(status);
+        resolve({ statusCode: status, body: stream, complete: () => stream.readableEnded });
+      });
+      stream.on('error', (error) => {
+        if (answered) return;
+        if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM) {
+          reject(new RefusedStream(error));
+          return;
+        }
+        report(0);
+        reject(error);
+      });
+      if (options.body !== undefined) stream.end(options.body);
+    });
+  }
+
+  /** The HTTP/1.1 exchange through the keep-alive Agent; resolves at the response headers. */
+  #http1(
+    method: HttpMethod,
+    path: string,
+    headers: Record<string, string>,
+    options: RequestOptions,
+    signal: AbortSignal | undefined,
+    idleTimeoutMs: number | undefined,
+  ): Promise<IncomingMessage> {
     return new Promise<IncomingMessage>((resolve, reject) => {
       let answer: IncomingMessage | undefined;
       const report = (code: number): void => this.#onResponse?.(method, code, this.#host);
@@ -292,7 +434,8 @@ export class KubeClient {
 }
 
 /** The whole body as text; rejects with the signal's reason if it aborts first. */
-function readText(response: IncomingMessage, signal: AbortSignal | undefined): Promise<string> {
+function readText(answer: Answer, signal: AbortSignal | undefined): Promise<string> {
+  const response = answer.body;
   return new Promise<string>((resolve, reject) => {
     let text = '';
     response.setEncoding('utf8');
@@ -302,7 +445,7 @@ function readText(response: IncomingMessage, signal: AbortSignal | undefined): P
     response.once('end', () => resolve(text));
     response.on('error', (error) => reject(signal?.aborted ? signal.reason : error));
     response.once('close', () => {
-      if (!response.complete) {
+      if (!answer.complete()) {
         reject(signal?.aborted ? signal.reason : new Error('the connection closed mid-answer'));
       }
     });

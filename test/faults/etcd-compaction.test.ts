@@ -97,7 +97,8 @@ describe('scenario 4: etcd compacted while the operator is cut off', () => {
       prometheusIncrease: env.operators.prometheusIncrease(),
     });
     // What a partition looks like from inside, as controller-runtime logs it too ("Reconciler
-    // error"): requests that timed out or were cut, logged from the cut until the requests that
+    // error"): requests that timed out or were cut (over HTTP/2: failed with the session whose
+    // health-check ping went unanswered), logged from the cut until the requests that
     // were in flight at the heal have timed out (60 s, the client's request timeout). Counted and
     // shown, not failed on; any other error line still counts.
     const windowEnd = healedAt + 70_000;
@@ -114,7 +115,9 @@ describe('scenario 4: etcd compacted while the operator is cut off', () => {
       const ok =
         t >= cutAt &&
         t <= windowEnd &&
-        /TimeoutError|timed out|ECONNRESET|socket hang up|no data from the API server/.test(text);
+        /TimeoutError|timed out|ECONNRESET|socket hang up|no data from the API server|did not answer an HTTP\/2 ping/.test(
+          text,
+        );
       if (ok) {
         const key = `${entry.msg ?? ''} (${entry.err?.name ?? 'Error'})`;
         partitionMessages.set(key, (partitionMessages.get(key) ?? 0) + 1);
