@@ -5,6 +5,7 @@ import { installCrd } from '../../test/support/crds.ts';
 import { ControlPlane } from '../../test/support/envtest/control-plane.ts';
 import { adminKubeConfig } from '../../test/support/envtest/users.ts';
 import { PostgresServer } from '../../test/support/postgres/server.ts';
+import { clientCost } from './client.ts';
 import { describeMachine } from './machine.ts';
 import { PooledKubeConfig } from './pooled-kube-config.ts';
 import { type Results, renderMarkdown, settingsLine, writeResults } from './report.ts';
@@ -70,6 +71,11 @@ export async function main(): Promise<number> {
     if (settings.benches.has('mem')) {
       await attempt('mem', async () => {
         results.mem = await memory(ctx);
+      });
+    }
+    if (settings.benches.has('client')) {
+      await attempt('client', async () => {
+        results.client = await clientCost(ctx);
       });
     }
     results.finishedAt = new Date().toISOString();

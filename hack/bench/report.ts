@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ClientResult } from './client.ts';
 import type { LoadResult, Percentiles } from './load.ts';
 import { type Machine, machineLine } from './machine.ts';
 import { mib } from './process-stats.ts';
@@ -14,6 +15,7 @@ export interface Results {
   burst?: BurstResult;
   rates?: { readonly rate: number; readonly result: OperatorLoad }[];
   mem?: MemResult;
+  client?: ClientResult;
   readonly errors: { readonly bench: string; readonly message: string }[];
   finishedAt?: string;
 }
@@ -27,6 +29,7 @@ export function settingsLine(settings: Settings): Record<string, string> {
     RATE_N: String(settings.rateN),
     MEM_N: settings.memN.filter((n) => n > 0).join(' '),
     MEM_RESTARTS: String(settings.restarts),
+    CLIENT_REQUESTS: String(settings.clientRequests),
     AUDIT: settings.audit ? '1' : '0',
     ...settings.operatorEnv,
   };
@@ -181,6 +184,31 @@ export function renderMarkdown(results: Results): string {
       ),
       '',
       `Seeded by the replay path (create + terminal status): ${mem.seeding.map((x) => `${x.runs} runs in ${f0(x.seconds)} s`).join(', ') || 'nothing'}.`,
+    );
+  }
+  const { client } = results;
+  if (client) {
+    const protocols = ['HTTP/1.1', 'HTTP/2'] as const;
+    const of = (protocol: string) => client.rounds.filter((r) => r.protocol === protocol);
+    const mean = (values: readonly number[]) =>
+      values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+    lines.push(
+      '',
+      `## Client: the operator's CPU per API request (${client.requests} status patches per round, ${client.concurrency} at a time, rounds alternating)`,
+      '',
+      ...table(
+        ['protocol', 'CPU µs/request, per round', 'mean', 'requests/s, per round'],
+        protocols.map((protocol) => [
+          protocol,
+          of(protocol)
+            .map((r) => f0(r.cpuUsPerRequest))
+            .join(', '),
+          f0(mean(of(protocol).map((r) => r.cpuUsPerRequest))),
+          of(protocol)
+            .map((r) => f0(r.requestsPerSecond))
+            .join(', '),
+        ]),
+      ),
     );
   }
   if (results.errors.length > 0) {

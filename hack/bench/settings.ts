@@ -4,7 +4,7 @@ import { parse } from 'yaml';
 
 /** `make bench`'s knobs, from the environment (docs/performance.md lists them). */
 
-export const BENCHES = ['burst', 'rate', 'mem'] as const;
+export const BENCHES = ['burst', 'rate', 'mem', 'client'] as const;
 export type BenchName = (typeof BENCHES)[number];
 
 export interface Settings {
@@ -20,6 +20,8 @@ export interface Settings {
   readonly memN: readonly number[];
   /** Operator starts per size in the scale scenario. */
   readonly restarts: number;
+  /** Requests per protocol and round in the client bench. */
+  readonly clientRequests: number;
   readonly benches: ReadonlySet<BenchName>;
   /** The product default: every run gets its audit row in a throwaway PostgreSQL. */
   readonly audit: boolean;
@@ -58,6 +60,7 @@ export function loadSettings(env: Env = process.env): Settings {
     rateN: int('RATE_N', 1000, 1),
     memN: [...new Set([0, ...list('MEM_N', '10000 50000', 1, /^\d+$/)])].sort((a, b) => a - b),
     restarts: int('MEM_RESTARTS', 2, 1),
+    clientRequests: int('CLIENT_REQUESTS', 3000, 1),
     benches,
     audit: env['AUDIT'] !== '0',
     operatorEnv: {
