@@ -5,6 +5,7 @@
 // server cannot answer differently between the check and the connection.
 import { promises as dns } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
+import { abortable } from '../util/abortable.ts';
 import {
   type AddressPolicy,
   type AddressPolicyOptions,
@@ -75,16 +76,6 @@ export function createTargetVetter(options: TargetVetterOptions = {}): TargetVet
       return resolved.allowed ? { addresses } : { denied: resolved };
     },
   };
-}
-
-/** Settles with `work`, or rejects with the signal's reason as soon as it aborts. */
-export function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { abortable } from '../util/abortable.ts';
 import type { TlsSettings } from './cluster-access.ts';
 
 export interface Http2ConnectionOptions {
@@ -75,7 +76,7 @@ export class Http2Connection {
     if (this.#http1Only) return undefined;
     if (this.#closed) throw new Error('the Kubernetes client is closed');
     let pending = this.#negotiated();
-    let negotiated = await abortable(pending, signal);
+    let negotiated = await (signal ? abortable(pending, signal) : pending);
     // Dead before its 'close' event retired it: one new session, then it is the caller's error.
     if (
       negotiated.kind === 'h2' &&
@@ -83,7 +84,7 @@ export class Http2Connection {
     ) {
       if (this.#current === pending) this.#current = undefined;
       pending = this.#negotiated();
-      negotiated = await abortable(pending, signal);
+      negotiated = await (signal ? abortable(pending, signal) : pending);
     }
     if (negotiated.kind === 'h1') return undefined;
     const { entry } = negotiated;
@@ -230,24 +231,4 @@ export class Http2Connection {
     check.unref();
     session.once('close', () => clearInterval(check));
   }
-}
-
-/** `promise`, or the signal's reason if it aborts first (the promise itself goes on). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }

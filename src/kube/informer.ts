@@ -1,3 +1,4 @@
+import { abortable } from '../util/abortable.ts';
 import type { Logger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import type { KubeClient } from './kube-client.ts';
@@ -612,19 +613,8 @@ function resourceVersionOf(raw: unknown): string | undefined {
  * request that ignores its signal.
  */
 function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  if (signal.aborted) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => resolve(undefined);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
+  return abortable(promise, signal).catch((error: unknown) => {
+    if (signal.aborted) return undefined;
+    throw error;
   });
 }
