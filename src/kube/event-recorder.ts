@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { LRUCache } from 'lru-cache';
+import { withDeadline } from '../util/deadline.ts';
 import { type Logger, silentLogger } from '../util/log.ts';
 import { sleep } from '../util/sleep.ts';
 import { ContentType, type KubeClient } from './kube-client.ts';
@@ -449,9 +450,12 @@ export class EventRecorder {
     }
   }
 
-  async #send(job: Job, stop: AbortSignal): Promise<void> {
+  #send(job: Job, stop: AbortSignal): Promise<void> {
+    return withDeadline(stop, this.#requestTimeoutMs, (signal) => this.#sendWithin(job, signal));
+  }
+
+  async #sendWithin(job: Job, signal: AbortSignal): Promise<void> {
     const { series } = job;
-    const signal = AbortSignal.any([stop, AbortSignal.timeout(this.#requestTimeoutMs)]);
     if (job.kind === 'update') {
       series.updateQueued = false;
       if (series.count <= series.sentCount) return;

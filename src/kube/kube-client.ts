@@ -2,6 +2,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { type ClientHttp2Stream, constants } from 'node:http2';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
+import { withDeadline } from '../util/deadline.ts';
 import { type ClusterAccess, type LoadOptions, loadClusterAccess } from './cluster-access.ts';
 import { Http2Connection, type Http2ConnectionOptions } from './http2-connection.ts';
 import { KubeHttpError } from './kube-errors.ts';
@@ -166,23 +167,9 @@ export class KubeClient {
   async request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#requestTimeoutMs;
     if (timeoutMs === 0) return this.#answer(method, path, options, options.signal);
-    // A cleared timer rather than AbortSignal.timeout (+ AbortSignal.any): that timer cannot be
-    // cleared, so every request left one pending for a minute, tens of thousands in a burst
-    // (docs/performance.md); the error is the same TimeoutError.
-    const deadline = new AbortController();
-    const timer = setTimeout(() => {
-      deadline.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-    }, timeoutMs);
-    const outer = options.signal;
-    const onOuter = (): void => deadline.abort(outer?.reason);
-    if (outer?.aborted) onOuter();
-    else outer?.addEventListener('abort', onOuter, { once: true });
-    try {
-      return await this.#answer(method, path, options, deadline.signal);
-    } finally {
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuter);
-    }
+    return withDeadline(options.signal, timeoutMs, (signal) =>
+      this.#answer(method, path, options, signal),
+    );
   }
 
   async #answer(
