@@ -39,8 +39,22 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function listen(server: Server | Http2SecureServer | HttpsServer): Promise<number> {
+/**
+ * Listens on a loopback port; after the test, `held()` (the connections still open) is
+ * destroyed and the server closed.
+ */
+async function listen(
+  server: Server | Http2SecureServer | HttpsServer,
+  held: () => Iterable<{ destroy(): void }>,
+): Promise<number> {
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  closers.push(
+    () =>
+      new Promise<void>((done) => {
+        for (const connection of held()) connection.destroy();
+        server.close(() => done());
+      }),
+  );
   return (server.address() as AddressInfo).port;
 }
 
@@ -69,14 +83,7 @@ async function serveH2(handler: Handler) {
     },
   );
   server.on('session', (session) => sessions.push(session));
-  const port = await listen(server);
-  closers.push(
-    () =>
-      new Promise<void>((done) => {
-        for (const session of sessions) session.destroy();
-        server.close(() => done());
-      }),
-  );
+  const port = await listen(server, () => sessions);
   return { port, seen, sessions };
 }
 
@@ -145,14 +152,8 @@ describe('KubeClient over HTTP/2', () => {
         res.end('{}');
       },
     );
-    const port = await listen(server);
-    closers.push(
-      () =>
-        new Promise<void>((done) => {
-          server.closeAllConnections();
-          server.close(() => done());
-        }),
-    );
+    const port = await listen(server, () => [{ destroy: () => server.closeAllConnections() }]);
+
     const kube = client(port);
     await kube.request('GET', '/one');
     await kube.request('GET', '/two');
@@ -228,14 +229,7 @@ describe('KubeClient over HTTP/2', () => {
     // Accepts and never answers: the TLS handshake hangs.
     const held: Socket[] = [];
     const silent = createTcpServer((socket) => held.push(socket));
-    const port = await listen(silent);
-    closers.push(
-      () =>
-        new Promise<void>((done) => {
-          for (const socket of held) socket.destroy();
-          silent.close(() => done());
-        }),
-    );
+    const port = await listen(silent, () => held);
     const error = await client(port)
       .request('GET', '/x', { timeoutMs: 100 })
       .catch((e: unknown) => e);
@@ -290,14 +284,8 @@ async function freezableProxy(target: number) {
     inbound.on('close', () => outbound.destroy());
     outbound.on('close', () => inbound.destroy());
   });
-  const port = await listen(server);
-  closers.push(
-    () =>
-      new Promise<void>((done) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => done());
-      }),
-  );
+  const port = await listen(server, () => sockets);
+
   return {
     port,
     /** Drops every byte of the connections open now; later connections flow. */
