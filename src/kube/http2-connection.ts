@@ -4,6 +4,7 @@ import {
   connect as http2Connect,
   type OutgoingHttpHeaders,
 } from 'node:http2';
+import { isIP } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { abortable } from '../util/abortable.ts';
 import type { TlsSettings } from './cluster-access.ts';
@@ -130,6 +131,7 @@ export class Http2Connection {
   #open(): Promise<Negotiated> {
     const tls = this.#tls;
     const host = this.#origin.hostname.replace(/^\[(.*)\]$/, '$1');
+    const servername = tls.servername ?? (isIP(host) ? undefined : host);
     return new Promise<Negotiated>((resolve, reject) => {
       const socket: TLSSocket = tlsConnect({
         host,
@@ -138,7 +140,9 @@ export class Http2Connection {
         ...(tls.ca ? { ca: tls.ca } : {}),
         ...(tls.cert ? { cert: tls.cert } : {}),
         ...(tls.key ? { key: tls.key } : {}),
-        ...(tls.servername ? { servername: tls.servername } : {}),
+        // SNI as https.Agent sends it: the tls-server-name, else the host unless it is an IP
+        // (an API server behind an SNI-routing load balancer picks its certificate by it).
+        ...(servername ? { servername } : {}),
         rejectUnauthorized: tls.rejectUnauthorized,
       });
       const onError = (error: Error) => reject(error);

@@ -46,8 +46,9 @@ afterEach(async () => {
 async function listen(
   server: Server | Http2SecureServer | HttpsServer,
   held: () => Iterable<{ destroy(): void }>,
+  host = '127.0.0.1',
 ): Promise<number> {
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  await new Promise<void>((done) => server.listen(0, host, done));
   closers.push(
     () =>
       new Promise<void>((done) => {
@@ -140,6 +141,30 @@ describe('KubeClient over HTTP/2', () => {
     expect(seen.map((s) => s.httpVersion)).toEqual(['2.0', '2.0', '2.0', '2.0']);
     expect(seen.every((s) => s.authorization === 'Bearer t0ken')).toBe(true);
     expect(sessions).toHaveLength(1);
+  });
+
+  it('sends the host name as SNI, as https.Agent does (a load balancer may route by it)', async () => {
+    const names: (string | false | undefined)[] = [];
+    const server = createSecureServer(
+      { cert: certificate.cert, key: certificate.key },
+      (req, res) => {
+        names.push((req.socket as unknown as { servername?: string | false }).servername);
+        ok(res, {});
+      },
+    );
+    const sessions: ServerHttp2Session[] = [];
+    server.on('session', (session) => sessions.push(session));
+    // localhost, whichever address it resolves to first here: the client resolves the same.
+    const port = await listen(server, () => sessions, 'localhost');
+    const kube = new KubeClient({
+      server: `https://localhost:${port}`,
+      tls: { rejectUnauthorized: true, ca: Buffer.from(certificate.cert) },
+      namespace: undefined,
+      auth: { authorization: () => undefined },
+    });
+    closers.push(() => kube.close());
+    await kube.request('GET', '/x');
+    expect(names).toEqual(['localhost']);
   });
 
   it('keeps to HTTP/1.1 with a server that offers no h2, and when told to', async () => {
