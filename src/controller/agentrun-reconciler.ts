@@ -166,13 +166,18 @@ export class AgentRunReconciler {
       let run = this.#newest(cached);
       const doubted = this.#doubted.get(run.metadata.uid);
       if (doubted !== undefined) {
-        this.#doubted.delete(run.metadata.uid);
         // A claim whose answer was lost (a timeout, a dropped connection) may have landed: while
         // the cache still shows the version it was decided on, decide on the object as it is.
+        // The doubt stays until that read succeeds: a read lost in the same outage must not
+        // leave the next reconcile deciding on the stale cache (scenario 4 wrote "canceled
+        // before it started" over a landed claim that way).
         if (run.metadata.resourceVersion === doubted) {
           const fresh = await this.#options.writer.read(run);
+          this.#doubted.delete(run.metadata.uid);
           if (!fresh) return {};
           run = this.#newest(fresh);
+        } else {
+          this.#doubted.delete(run.metadata.uid);
         }
       }
       const pending = this.#unwritten.get(run.metadata.uid);
@@ -215,11 +220,23 @@ export class AgentRunReconciler {
         if (this.#options.jobs && (run.status?.attempts ?? 0) > 0 && this.#isJobAgent(run)) {
           await this.#options.jobs.stopAll(run);
         }
-        await this.#writeTerminal(
-          key,
-          run,
-          terminalStatus(run, { reason: action.reason, message: action.message }, this.#now()),
-        );
+        {
+          const ended = terminalStatus(
+            run,
+            { reason: action.reason, message: action.message },
+            this.#now(),
+          );
+          try {
+            await this.#writeTerminal(key, run, ended);
+          } catch (error) {
+            // The row is recorded before the status, so it may already hold this outcome: the
+            // retry must write this very status, not one with a later finishedAt (scenario 4
+            // found rows whose start, the first try's time, differed from the status by the
+            // 60 s the failed write took).
+            if (!(error instanceof NotFoundError)) this.#unwritten.set(run.metadata.uid, ended);
+            throw error;
+          }
+        }
         return {};
       case 'audit':
         return this.#reaudit(key, run);

@@ -82,7 +82,7 @@ export class FaultEnvironment {
       WATCH_NAMESPACE: namespace,
       HANDLERS_CONFIG: handlersConfig,
       DATABASE_URL: db.url,
-      LOG_LEVEL: 'info',
+      LOG_LEVEL: process.env['FAULTS_LOG_LEVEL'] ?? 'info',
       MAX_CONCURRENT_RUNS: '20',
       RETRY_BACKOFF_BASE_MS: '200',
       RETRY_BACKOFF_MAX_MS: '1000',

@@ -107,6 +107,35 @@ describe('AgentRunReconciler: an attempt from claim to outcome', () => {
     expect(cluster.statusWrites.map((w) => w.status.phase)).toEqual(['Running', 'Succeeded']);
   });
 
+  it('a run ended before it started keeps the outcome it recorded when its status write fails', async () => {
+    const sink = new FakeSink();
+    let clock = Date.parse('2026-12-03T10:00:00Z');
+    const { cluster, reconciler } = fakeReconciler({
+      audit: audited(sink),
+      now: () => new Date(clock),
+    });
+    // Rows commit as soon as they are queued.
+    const write = sink.write.bind(sink);
+    sink.write = (record) => {
+      const committed = write(record);
+      sink.settle(record.runId);
+      return committed;
+    };
+    const run = noop('canceled-early');
+    const key = cluster.add({ ...run, spec: { ...run.spec, cancel: true } });
+    cluster.failStatusWrites = 1;
+    await expect(reconciler.reconcile(key)).rejects.toThrow('status write failed');
+    // The retry comes a minute later (the failed write took its timeout).
+    clock += 60_000;
+    await reconciler.reconcile(key);
+    const finishedAt = cluster.runs.get(key)?.status?.finishedAt;
+    expect(finishedAt).toBe('2026-12-03T10:00:00.000Z');
+    // Every record of the row says the same time as the status.
+    expect(new Set(sink.records.map((r) => r.finishedAt?.toISOString()))).toEqual(
+      new Set([finishedAt]),
+    );
+  });
+
   it('a finalizer write answered after the outcome does not make the run look interrupted', async () => {
     const { cluster, reconciler, enqueued } = fakeReconciler({ finalizerAfterMs: 5 });
     let release = () => {};
@@ -332,5 +361,27 @@ describe('AgentRunReconciler: a claim whose answer was lost', () => {
     // Not "canceled before it started": attempt 1 was claimed, and its start time is kept.
     expect(succeeded?.message).toBe('canceled after attempt 1 was interrupted');
     expect(cluster.runs.get(key)?.status?.startedAt).toBeDefined();
+  });
+  it('keeps doubting while the read that would settle it fails too', async () => {
+    const { cluster, reconciler } = fakeReconciler();
+    const key = cluster.add(noop('lost-read', { delayMs: 60_000 }));
+    cluster.lagging = true;
+    cluster.loseNextAnswer = true;
+    await expect(reconciler.reconcile(key)).rejects.toThrow('answer lost');
+    const startedAt = cluster.runs.get(key)?.status?.startedAt;
+    expect(startedAt).toBeDefined();
+    const stored = cluster.runs.get(key);
+    if (!stored) throw new Error('gone');
+    cluster.runs.set(key, { ...stored, spec: { ...stored.spec, cancel: true } });
+    // The outage goes on: the read fails as the claim did.
+    cluster.failReads = 1;
+    await expect(reconciler.reconcile(key)).rejects.toThrow('read failed');
+    // The cache still shows the run before the claim; the next reconcile must look again.
+    await reconciler.reconcile(key);
+    const succeeded = cluster.runs
+      .get(key)
+      ?.status?.conditions?.find((c) => c.type === 'Succeeded');
+    expect(succeeded?.message).toBe('canceled after attempt 1 was interrupted');
+    expect(cluster.runs.get(key)?.status?.startedAt).toBe(startedAt);
   });
 });

@@ -35,6 +35,8 @@ export class FakeCluster implements AgentRunWriter, RunStore, RunEvents {
   failStatusWrites = 0;
   /** The next status write lands, and then throws as if its answer was lost (a timeout). */
   loseNextAnswer = false;
+  /** Reads to fail (as in an outage) before answering again. */
+  failReads = 0;
   #version = 100;
 
   /** Creates (or replaces) the object in the API server and the cache; returns its key. */
@@ -62,6 +64,10 @@ export class FakeCluster implements AgentRunWriter, RunStore, RunEvents {
   }
 
   async read(run: AgentRun): Promise<AgentRun | undefined> {
+    if (this.failReads > 0) {
+      this.failReads--;
+      throw new Error('read failed: the API server did not answer an HTTP/2 ping');
+    }
     const stored = this.runs.get(keyOf(run));
     return stored?.metadata.uid === run.metadata.uid ? stored : undefined;
   }
