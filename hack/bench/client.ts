@@ -46,7 +46,7 @@ export async function clientCost(ctx: BenchContext): Promise<ClientResult> {
     }
     const clients = {
       'HTTP/1.1': KubeClient.load({ kubeconfig: ctx.kubeconfig, http2: false }),
-      'HTTP/2': KubeClient.load({ kubeconfig: ctx.kubeconfig }),
+      'HTTP/2': KubeClient.load({ kubeconfig: ctx.kubeconfig, http2: true }),
     } as const;
     const send = async (client: KubeClient, n: number) => {
       let next = 0;

@@ -41,10 +41,10 @@ export const configSchema = z.object({
   /** kubeconfig file(s), ':'-separated; empty: $KUBECONFIG, ~/.kube/config, then in-cluster. */
   KUBECONFIG: z.string().default(''),
   /**
-   * HTTP/2 to an https API server that offers it (one multiplexed connection, as client-go);
-   * false keeps to HTTP/1.1 connections, e.g. behind a proxy that mishandles HTTP/2.
+   * HTTP/2 to an https API server that offers it (one multiplexed connection, as client-go):
+   * less CPU per request; off by default while it is new (docs/architecture.md).
    */
-  KUBE_API_HTTP2: bool.default(true),
+  KUBE_API_HTTP2: bool.default(false),
   /** Namespace to watch; empty watches all namespaces. */
   WATCH_NAMESPACE: z.string().default(''),
   /** Handler executions in flight at once, across all runs. */

@@ -201,37 +201,44 @@ export class Http2Connection {
    */
   #watchReads(session: ClientHttp2Session, socket: TLSSocket): void {
     let lastRead = socket.bytesRead;
+    let lastReadAt = Date.now();
     let pinging = false;
-    const check = setInterval(() => {
-      if (session.destroyed || session.closed) {
-        clearInterval(check);
-        return;
-      }
-      const read = socket.bytesRead;
-      if (read !== lastRead || pinging) {
-        lastRead = read;
-        return;
-      }
-      pinging = true;
-      const timeout = setTimeout(() => {
-        session.destroy(
-          new Error(
-            `the API server did not answer an HTTP/2 ping within ${this.#pingTimeoutMs} ms`,
-          ),
-        );
-      }, this.#pingTimeoutMs);
-      timeout.unref();
-      const sent = session.ping((error) => {
-        clearTimeout(timeout);
-        pinging = false;
-        lastRead = socket.bytesRead;
-        if (error && !session.destroyed) session.destroy(error);
-      });
-      if (!sent) {
-        clearTimeout(timeout);
-        pinging = false;
-      }
-    }, this.#readIdleMs);
+    // Polled at up to 5 s so that a dead session is found within readIdle + 5 s + pingTimeout
+    // (50 s with the defaults), before the requests on it reach their own 60 s timeout.
+    const check = setInterval(
+      () => {
+        if (session.destroyed || session.closed) {
+          clearInterval(check);
+          return;
+        }
+        const read = socket.bytesRead;
+        if (read !== lastRead) {
+          lastRead = read;
+          lastReadAt = Date.now();
+          return;
+        }
+        if (pinging || Date.now() - lastReadAt < this.#readIdleMs) return;
+        pinging = true;
+        const timeout = setTimeout(() => {
+          session.destroy(
+            new Error(
+              `the API server did not answer an HTTP/2 ping within ${this.#pingTimeoutMs} ms`,
+            ),
+          );
+        }, this.#pingTimeoutMs);
+        timeout.unref();
+        const sent = session.ping((error) => {
+          clearTimeout(timeout);
+          pinging = false;
+          if (error && !session.destroyed) session.destroy(error);
+        });
+        if (!sent) {
+          clearTimeout(timeout);
+          pinging = false;
+        }
+      },
+      Math.min(this.#readIdleMs, 5_000),
+    );
     check.unref();
     session.once('close', () => clearInterval(check));
   }

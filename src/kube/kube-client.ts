@@ -59,9 +59,10 @@ export interface KubeClientOptions {
    */
   readonly requestTimeoutMs?: number | undefined;
   /**
-   * Talk HTTP/2 to an https API server that offers it (as client-go does); default true. false
-   * keeps to HTTP/1.1 with a keep-alive pool. Servers that do not offer h2 get HTTP/1.1 anyway.
-   * An object is true with other health-check pings than client-go's 30 s + 15 s.
+   * Talk HTTP/2 to an https API server that offers it (as client-go does); default false (see
+   * KUBE_API_HTTP2 in docs/configuration.md): HTTP/1.1 with a keep-alive pool. Servers that do
+   * not offer h2 get HTTP/1.1 anyway. An object is true with other health-check pings than
+   * client-go's 30 s + 15 s.
    */
   readonly http2?: boolean | Http2ConnectionOptions | undefined;
 }
@@ -142,7 +143,7 @@ export class KubeClient {
         })
       : new HttpAgent({ keepAlive: true });
     this.#send = secure ? httpsRequest : httpRequest;
-    const http2 = options.http2 ?? true;
+    const http2 = options.http2 ?? false;
     this.#h2 =
       secure && http2 !== false
         ? new Http2Connection(url, tls, http2 === true ? {} : http2)

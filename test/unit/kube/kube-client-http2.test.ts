@@ -88,6 +88,7 @@ async function serveH2(handler: Handler) {
   return { port, seen, sessions };
 }
 
+/** A client that asks for HTTP/2 (off by default), unless `options` says otherwise. */
 function client(port: number, options: KubeClientOptions = {}): KubeClient {
   const created = new KubeClient(
     {
@@ -96,7 +97,7 @@ function client(port: number, options: KubeClientOptions = {}): KubeClient {
       namespace: undefined,
       auth: { authorization: () => 'Bearer t0ken' },
     },
-    options,
+    { http2: true, ...options },
   );
   closers.push(() => created.close());
   return created;
@@ -156,18 +157,21 @@ describe('KubeClient over HTTP/2', () => {
     server.on('session', (session) => sessions.push(session));
     // localhost, whichever address it resolves to first here: the client resolves the same.
     const port = await listen(server, () => sessions, 'localhost');
-    const kube = new KubeClient({
-      server: `https://localhost:${port}`,
-      tls: { rejectUnauthorized: true, ca: Buffer.from(certificate.cert) },
-      namespace: undefined,
-      auth: { authorization: () => undefined },
-    });
+    const kube = new KubeClient(
+      {
+        server: `https://localhost:${port}`,
+        tls: { rejectUnauthorized: true, ca: Buffer.from(certificate.cert) },
+        namespace: undefined,
+        auth: { authorization: () => undefined },
+      },
+      { http2: true },
+    );
     closers.push(() => kube.close());
     await kube.request('GET', '/x');
     expect(names).toEqual(['localhost']);
   });
 
-  it('keeps to HTTP/1.1 with a server that offers no h2, and when told to', async () => {
+  it('keeps to HTTP/1.1 with a server that offers no h2, and when not asked for it', async () => {
     const versions: string[] = [];
     const server = createHttpsServer(
       { cert: certificate.cert, key: certificate.key },
@@ -271,7 +275,7 @@ describe('KubeClient over HTTP/2', () => {
         tls: { rejectUnauthorized: true, ca: Buffer.from(${JSON.stringify(certificate.cert)}) },
         namespace: undefined,
         auth: { authorization: () => undefined },
-      });
+      }, { http2: true });
       console.log(JSON.stringify(await kube.request('GET', '/x')));
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
