@@ -793,8 +793,12 @@ describe('the operator, running as its ServiceAccount with only the roles in dep
     );
     const jobs = admin.makeApiClient(BatchV1Api);
     const selector = `agents.applylens.io/run-id=${jobRun.metadata.uid}`;
-    const [job] = (await jobs.listNamespacedJob({ namespace, labelSelector: selector })).items;
-    expect(job?.metadata?.ownerReferences?.[0]?.uid).toBe(jobRun.metadata.uid);
+    // The claim (Starting) is written before the Job is created: wait for the Job itself.
+    const job = await waitFor(
+      'the Job of the attempt',
+      async () => (await jobs.listNamespacedJob({ namespace, labelSelector: selector })).items[0],
+    );
+    expect(job.metadata?.ownerReferences?.[0]?.uid).toBe(jobRun.metadata.uid);
     await runs.cancel('in-a-job');
     await runs.waitForPhase('in-a-job', 'Canceled');
     await waitFor(
