@@ -7,6 +7,7 @@ import { adminKubeConfig } from '../../test/support/envtest/users.ts';
 import { PostgresServer } from '../../test/support/postgres/server.ts';
 import { clientCost } from './client.ts';
 import { describeMachine } from './machine.ts';
+import { warmCompileCache } from './operator-process.ts';
 import { PooledKubeConfig } from './pooled-kube-config.ts';
 import { type Results, renderMarkdown, settingsLine, writeResults } from './report.ts';
 import { type BenchContext, burst, memory, steady } from './scenarios.ts';
@@ -23,6 +24,7 @@ const root = resolve(import.meta.dirname, '../..');
  */
 export async function main(): Promise<number> {
   const settings = loadSettings();
+  warmCompileCache(settings.operatorEnv);
   const date = new Date();
   const logDir = join(root, '.reports/bench');
   mkdirSync(logDir, { recursive: true });

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { flushCompileCache } from 'node:module';
 import { ConfigError, loadConfig } from '../config/config.ts';
 import { createLogger } from '../util/log.ts';
 import { OPERATOR_NAME, OPERATOR_VERSION } from '../version.ts';
@@ -31,6 +32,9 @@ async function run(argv: readonly string[]): Promise<number> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   await operator.start();
+  // Every module is loaded by now: writing the compile cache here (when the restart turned it on)
+  // lets the next start use it even if this process never exits cleanly.
+  flushCompileCache();
   try {
     await operator.done;
     return 0;

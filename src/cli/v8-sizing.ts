@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { compileCacheEnv } from './compile-cache.ts';
 
 /** The young generation's semi-space cap the operator runs with, in MiB (the Deployment's). */
 export const SEMI_SPACE_MIB = 4;
@@ -79,9 +80,10 @@ function readText(path: string): string {
 }
 
 /**
- * Restarts this process in place (same PID, same stdio, same environment) with the missing V8
- * flags, before anything has started; returns when nothing is missing or Node cannot exec
- * (older than 22.15, or Windows), so the operator then runs with V8's defaults.
+ * Restarts this process in place (same PID, same stdio, same environment plus Node's compile
+ * cache: compile-cache.ts) with the missing V8 flags, before anything has started; returns when
+ * nothing is missing or Node cannot exec (older than 22.15, or Windows), so the operator then
+ * runs with V8's defaults.
  */
 export function execWithV8Sizing(): void {
   const flags = missingV8Flags({
@@ -91,5 +93,9 @@ export function execWithV8Sizing(): void {
   });
   if (flags.length === 0 || typeof process.execve !== 'function') return;
   const [, ...script] = process.argv;
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...flags, ...script]);
+  process.execve(
+    process.execPath,
+    [process.execPath, ...process.execArgv, ...flags, ...script],
+    compileCacheEnv(process.env),
+  );
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { compileCacheEnv } from '../../../src/cli/compile-cache.ts';
 import { cgroupMemoryLimit, missingV8Flags } from '../../../src/cli/v8-sizing.ts';
 
 const MiB = 2 ** 20;
@@ -137,5 +138,59 @@ describe('execWithV8Sizing', () => {
       execArgv: [],
       args: ['run', '--flag'],
     });
+  });
+});
+
+describe('compileCacheEnv', () => {
+  it("turns Node's compile cache on, in the temporary directory Node itself defaults to", () => {
+    expect(compileCacheEnv({ PATH: '/bin' })).toEqual({
+      PATH: '/bin',
+      NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'),
+    });
+  });
+
+  it('keeps a directory the user chose, and a cache the user disabled', () => {
+    expect(compileCacheEnv({ NODE_COMPILE_CACHE: '/cache' })).toEqual({
+      NODE_COMPILE_CACHE: '/cache',
+    });
+    expect(compileCacheEnv({ NODE_DISABLE_COMPILE_CACHE: '1' })).toEqual({
+      NODE_DISABLE_COMPILE_CACHE: '1',
+    });
+  });
+});
+
+describe('the restart with the compile cache', () => {
+  const source = resolve(import.meta.dirname, '../../../src/cli/v8-sizing.ts');
+  // A TypeScript entry like `node src/cli/main.ts run`, which writes the cache as `run` does once
+  // started, and tells whether Node had to load amaro (its type stripper) in the restarted process.
+  const start = async (disabled: boolean) => {
+    const dir = mkdtempSync(join(tmpdir(), 'compile-cache-'));
+    const script = join(dir, 'main.ts');
+    writeFileSync(
+      script,
+      `import { flushCompileCache } from 'node:module';
+       import { execWithV8Sizing } from ${JSON.stringify(source)};
+       execWithV8Sizing();
+       flushCompileCache();
+       const amaro: boolean = process.moduleLoadList.some((m) => m.includes('amaro'));
+       console.log(JSON.stringify({ amaro }));`,
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: dir };
+    delete env['NODE_OPTIONS'];
+    delete env['NODE_COMPILE_CACHE'];
+    if (disabled) env['NODE_DISABLE_COMPILE_CACHE'] = '1';
+    const once = async () => {
+      const { stdout } = await promisify(execFile)(process.execPath, [script, 'run'], { env });
+      return JSON.parse(stdout) as unknown;
+    };
+    return [await once(), await once()];
+  };
+
+  it('strips types once: the next start reads every module from the cache without amaro', async () => {
+    await expect(start(false)).resolves.toEqual([{ amaro: true }, { amaro: false }]);
+  });
+
+  it('strips them again on every start when the user disabled the cache', async () => {
+    await expect(start(true)).resolves.toEqual([{ amaro: true }, { amaro: true }]);
   });
 });
