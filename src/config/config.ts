@@ -42,9 +42,9 @@ export const configSchema = z.object({
   KUBECONFIG: z.string().default(''),
   /**
    * HTTP/2 to an https API server that offers it (one multiplexed connection, as client-go):
-   * less CPU per request; off by default while it is new (docs/architecture.md).
+   * less CPU per request (docs/architecture.md); false keeps a pool of HTTP/1.1 connections.
    */
-  KUBE_API_HTTP2: bool.default(false),
+  KUBE_API_HTTP2: bool.default(true),
   /** Namespace to watch; empty watches all namespaces. */
   WATCH_NAMESPACE: z.string().default(''),
   /** Handler executions in flight at once, across all runs. */

@@ -59,9 +59,9 @@ export interface KubeClientOptions {
    */
   readonly requestTimeoutMs?: number | undefined;
   /**
-   * Talk HTTP/2 to an https API server that offers it (as client-go does); default false (see
-   * KUBE_API_HTTP2 in docs/configuration.md): HTTP/1.1 with a keep-alive pool. Servers that do
-   * not offer h2 get HTTP/1.1 anyway. An object is true with other health-check pings than
+   * Talk HTTP/2 to an https API server that offers it (as client-go does); default false:
+   * HTTP/1.1 with a keep-alive pool. The operator sets it from KUBE_API_HTTP2 (default true,
+   * docs/configuration.md). Servers that do not offer h2 get HTTP/1.1 anyway. An object is true with other health-check pings than
    * client-go's 30 s + 15 s.
    */
   readonly http2?: boolean | Http2ConnectionOptions | undefined;

@@ -175,10 +175,11 @@ function statusEventError(object: unknown, path: string): KubeApiError {
 
 /**
  * One line that names the call, the status and the server's message (rather than the bare
- * "HTTP 404" of the client); network errors keep their cause. Errors the event handler threw,
- * and ERROR events (already KubeApiErrors), pass unchanged.
+ * "HTTP 404" of the client); network errors keep their cause, said once (a stream of a dropped
+ * HTTP/2 session carries the session's error as its cause, with the same message). Errors the
+ * event handler threw, and ERROR events (already KubeApiErrors), pass unchanged.
  */
-function toKubeApiError(error: unknown, call: string): unknown {
+export function toKubeApiError(error: unknown, call: string): unknown {
   if (error instanceof KubeHttpError) {
     const status = parseStatus(error.body);
     const message = status.message ?? `HTTP ${error.code}`;
@@ -193,7 +194,10 @@ function toKubeApiError(error: unknown, call: string): unknown {
     return new KubeApiError(code, undefined, `${call}: ${code}: ${text}`, { cause: error });
   }
   if (error instanceof Error) {
-    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    const cause =
+      error.cause instanceof Error && !error.message.includes(error.cause.message)
+        ? `: ${error.cause.message}`
+        : '';
     return new Error(`${call}: ${error.message}${cause}`, { cause: error });
   }
   return new Error(`${call}: ${String(error)}`);

@@ -9,7 +9,7 @@ import {
 
 const DEFAULTS = {
   KUBECONFIG: '',
-  KUBE_API_HTTP2: false,
+  KUBE_API_HTTP2: true,
   WATCH_NAMESPACE: '',
   MAX_CONCURRENT_RUNS: 10,
   RECONCILE_WORKERS: 16,

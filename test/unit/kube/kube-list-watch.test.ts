@@ -4,7 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NO_AUTH } from '../../../src/kube/cluster-access.ts';
 import { KubeClient } from '../../../src/kube/kube-client.ts';
 import { KubeApiError, statusCodeOf } from '../../../src/kube/kube-errors.ts';
-import { KubeListWatch, type WatchEvent } from '../../../src/kube/kube-list-watch.ts';
+import {
+  KubeListWatch,
+  toKubeApiError,
+  type WatchEvent,
+} from '../../../src/kube/kube-list-watch.ts';
 
 const PATH = '/apis/example.io/v1/namespaces/ns/gadgets';
 let server: Server | undefined;
@@ -105,6 +109,16 @@ describe('KubeListWatch over KubeClient', () => {
     await expect(lw.list({ limit: 1, signal: signal() })).rejects.toThrow(
       new RegExp(`^list ${PATH}: connect ECONNREFUSED`),
     );
+  });
+
+  it('says a network error and its cause once each, and a cause that repeats the error once', () => {
+    const refused = new Error('connect ECONNREFUSED', { cause: new Error('in the pool') });
+    expect((toKubeApiError(refused, 'watch /x') as Error).message).toBe(
+      'watch /x: connect ECONNREFUSED: in the pool',
+    );
+    const ping = 'the API server did not answer an HTTP/2 ping within 15000 ms';
+    const dropped = new Error(ping, { cause: new Error(ping) });
+    expect((toKubeApiError(dropped, 'watch /x') as Error).message).toBe(`watch /x: ${ping}`);
   });
 
   it('watches with bookmarks from a resourceVersion, and turns an ERROR event into its status code', async () => {
