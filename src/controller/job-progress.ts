@@ -116,6 +116,31 @@ export function jobProgress(
 }
 
 /**
+ * Whether the Job has its verdict (Complete, or Failed other than by its deadline) while the
+ * given pods do not show how the agent container ended: the result then lies in a pod update the
+ * cache has not received yet. The Job and its pods come from two watches with no order between
+ * them, and the job controller writes its verdict only after it has seen the pod end, so a
+ * follower may see the verdict first. Read the pods again before taking the verdict without
+ * them, or a succeeded run loses its artifacts and a failed one its exit code.
+ */
+export function awaitsPodResult(
+  job: Job,
+  pods: readonly Pod[],
+  options: ProgressOptions = {},
+): boolean {
+  const conditions = job.status?.conditions;
+  const failed = trueCondition(conditions, 'Failed');
+  const decided =
+    trueCondition(conditions, 'Complete') !== undefined ||
+    (failed !== undefined && failed.reason !== 'DeadlineExceeded');
+  if (!decided) return false;
+  const pod = newest(pods);
+  return (
+    (pod ? agentContainer(pod, options.container) : undefined)?.state?.terminated === undefined
+  );
+}
+
+/**
  * The result the agent reported in its termination message: a JSON object is the artifacts; any
  * other text is kept as `{ message }`; nothing, or only whitespace, is no artifacts. The kubelet
  * caps termination messages at 4 KiB, within the status' artifact cap.

@@ -14,7 +14,7 @@ import { type Job, jobSchema, type Pod, podSchema } from '../kube/workloads.ts';
 import type { Logger } from '../util/log.ts';
 import { ExecutionAborted } from './executor.ts';
 import { JobLabel, jobManifest, jobName } from './job-manifest.ts';
-import { jobProgress } from './job-progress.ts';
+import { awaitsPodResult, jobProgress } from './job-progress.ts';
 import { type AttemptStage, deadline } from './run-status.ts';
 
 export interface JobRunnerOptions {
@@ -188,9 +188,12 @@ export class JobRunner implements JobExecutor {
               `a Job named ${name} exists in namespace ${namespace} and belongs to ${owner ? `${owner.kind ?? 'an object'} ${owner.name ?? ''}`.trim() : 'no AgentRun'}; delete it or rename the run`,
             );
           }
-          const progress = jobProgress(job, this.#podsOf(runId, attempt), {
-            container: AGENT_CONTAINER,
-          });
+          const options = { container: AGENT_CONTAINER };
+          let pods = this.#podsOf(runId, attempt);
+          if (awaitsPodResult(job, pods, options)) {
+            pods = (await this.#readPods(namespace, runId, attempt, signal)) ?? pods;
+          }
+          const progress = jobProgress(job, pods, options);
           switch (progress.kind) {
             case 'pending':
               report(
@@ -259,6 +262,32 @@ export class JobRunner implements JobExecutor {
       if (pod?.metadata.labels?.[JobLabel.Attempt] === String(attempt)) pods.push(pod);
     }
     return pods;
+  }
+
+  /**
+   * The attempt's pods as the API server has them now, or undefined when it cannot say (the
+   * cache's then stand: without a pod the verdict is taken as it is, as before).
+   */
+  async #readPods(
+    namespace: string,
+    runId: string,
+    attempt: number,
+    signal: AbortSignal,
+  ): Promise<Pod[] | undefined> {
+    const selector = encodeURIComponent(
+      `${JobLabel.RunId}=${runId},${JobLabel.Attempt}=${attempt}`,
+    );
+    try {
+      const list = (await this.#options.client.request(
+        'GET',
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?labelSelector=${selector}`,
+        { signal },
+      )) as { items?: unknown[] } | undefined;
+      return (list?.items ?? []).map((item) => podSchema.parse(item));
+    } catch {
+      if (signal.aborted) throw signal.reason;
+      return undefined;
+    }
   }
 
   async #create(a: JobAttempt, name: string): Promise<void> {

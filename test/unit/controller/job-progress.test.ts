@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { exitMessage, jobProgress, resultOf } from '../../../src/controller/job-progress.ts';
+import {
+  awaitsPodResult,
+  exitMessage,
+  jobProgress,
+  resultOf,
+} from '../../../src/controller/job-progress.ts';
 import type { Job, Pod } from '../../../src/kube/workloads.ts';
 
 const T = '2026-03-01T10:00:00Z';
@@ -168,6 +173,33 @@ describe('jobProgress', () => {
     expect(
       jobProgress(job([{ type: 'Complete' }]), [sidecars], { container: 'agent' }),
     ).toMatchObject({ artifacts: { agent: true } });
+  });
+});
+
+describe('awaitsPodResult', () => {
+  const running = pod({
+    phase: 'Running',
+    containerStatuses: [{ name: 'agent', state: { running: { startedAt: T } } }],
+  });
+
+  it('waits for the pod when the verdict came before the pod update that carries the result', () => {
+    expect(awaitsPodResult(job([{ type: 'Complete' }]), [running])).toBe(true);
+    expect(awaitsPodResult(job([{ type: 'Complete' }]), [])).toBe(true);
+    expect(
+      awaitsPodResult(job([{ type: 'Failed', reason: 'BackoffLimitExceeded' }]), [running]),
+    ).toBe(true);
+  });
+
+  it('does not wait once the agent container ended, nor before the verdict', () => {
+    expect(awaitsPodResult(job([{ type: 'Complete' }]), [pod(terminated(0, '{}'))])).toBe(false);
+    expect(awaitsPodResult(job(), [running])).toBe(false);
+    expect(awaitsPodResult(job([{ type: 'SuccessCriteriaMet' }]), [running])).toBe(false);
+  });
+
+  it('does not wait for a pod on a timeout, whose message does not come from the pod', () => {
+    expect(awaitsPodResult(job([{ type: 'Failed', reason: 'DeadlineExceeded' }]), [running])).toBe(
+      false,
+    );
   });
 });
 
