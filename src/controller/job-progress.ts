@@ -43,7 +43,7 @@ export function jobProgress(
 ): JobProgress {
   const conditions = job.status?.conditions;
   const pod = newest(pods);
-  const agent = pod ? agentContainer(pod, options.container) : undefined;
+  const agent = newestAgent(pods, options.container);
   const terminated = agent?.state?.terminated;
 
   const complete = trueCondition(conditions, 'Complete');
@@ -133,11 +133,7 @@ export function awaitsPodResult(
   const decided =
     trueCondition(conditions, 'Complete') !== undefined ||
     (failed !== undefined && failed.reason !== 'DeadlineExceeded');
-  if (!decided) return false;
-  const pod = newest(pods);
-  return (
-    (pod ? agentContainer(pod, options.container) : undefined)?.state?.terminated === undefined
-  );
+  return decided && newestAgent(pods, options.container)?.state?.terminated === undefined;
 }
 
 /**
@@ -183,8 +179,9 @@ function newest(pods: readonly Pod[]): Pod | undefined {
   return best;
 }
 
-function agentContainer(pod: Pod, name: string | undefined): ContainerStatus | undefined {
-  const statuses = pod.status?.containerStatuses ?? [];
+/** The agent container's status in the newest pod (its first container when unnamed). */
+function newestAgent(pods: readonly Pod[], name: string | undefined): ContainerStatus | undefined {
+  const statuses = newest(pods)?.status?.containerStatuses ?? [];
   return name === undefined ? statuses[0] : statuses.find((s) => s.name === name);
 }
 
