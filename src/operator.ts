@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { AgentAuditor, setAuditor } from './audit/auditor.ts';
 import { migrate } from './audit/migrate.ts';
 import { RetentionJob } from './audit/retention.ts';
@@ -386,6 +387,8 @@ class Operator {
         unknownAgentGraceSeconds: this.config.UNKNOWN_AGENT_GRACE_SECONDS,
         jobAgents: this.#jobs !== undefined,
         ...(this.#jobs ? { maxConcurrentJobRuns: this.config.MAX_CONCURRENT_JOB_RUNS } : {}),
+        // What V8 was sized to (the Deployment's flags, or those `run` chose: docs/configuration.md).
+        heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
       },
       'starting agentrun-operator',
     );

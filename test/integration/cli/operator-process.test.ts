@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cgroupMemoryLimit } from '../../../src/cli/v8-sizing.ts';
 import { AgentRuns } from '../../support/agentruns.ts';
 import { installCrd } from '../../support/crds.ts';
 import { controlPlane } from '../../support/environment.ts';
@@ -37,6 +38,7 @@ function startCli(env: Record<string, string>): { child: ChildProcess; output: (
       LOG_LEVEL: 'info',
       APPLYLENS_AGENT_AUDIT_ENABLED: 'false',
       METRICS_BIND_ADDRESS: '0',
+      NODE_OPTIONS: '', // a bare start, as a user's
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -115,8 +117,14 @@ describe('the agentrun-operator command', () => {
     const lines = output()
       .trim()
       .split('\n')
-      .map((line) => JSON.parse(line) as { msg: string });
-    expect(lines.map((l) => l.msg)).toContain('starting agentrun-operator');
+      .map((line) => JSON.parse(line) as { msg: string; heapLimitMiB?: number });
+    // A bare start sized V8 itself, and says so: the old space at half a container limit, else
+    // 1 GiB, plus the young generation's 12 MiB (V8's own default here would be about 4 GiB).
+    const limit = cgroupMemoryLimit();
+    const oldSpaceMiB = limit === undefined ? 1024 : Math.floor(limit / 2 / 2 ** 20);
+    expect(lines.find((l) => l.msg === 'starting agentrun-operator')?.heapLimitMiB).toBe(
+      oldSpaceMiB + 12,
+    );
     expect(lines.map((l) => l.msg)).toContain('stopped');
     expect(output()).not.toContain('s3cret');
   });

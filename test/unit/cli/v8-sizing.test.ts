@@ -10,10 +10,10 @@ import { cgroupMemoryLimit, missingV8Flags } from '../../../src/cli/v8-sizing.ts
 const MiB = 2 ** 20;
 
 describe('missingV8Flags', () => {
-  it('caps the young generation of a bare start, and leaves the old space to V8 without a limit', () => {
+  it('caps the young generation of a bare start, and its old space at 1 GiB without a limit', () => {
     expect(
       missingV8Flags({ execArgv: [], nodeOptions: undefined, memoryLimitBytes: undefined }),
-    ).toEqual(['--max-semi-space-size=4']);
+    ).toEqual(['--max-semi-space-size=4', '--max-old-space-size=1024']);
   });
 
   it('sizes the old space to half a container limit, as the Deployment does for 512Mi', () => {
@@ -43,7 +43,7 @@ describe('missingV8Flags', () => {
     expect(
       missingV8Flags({
         execArgv: ['--max-semi-space-size-extra=1'],
-        nodeOptions: undefined,
+        nodeOptions: '--max-old-space-size=2048',
         memoryLimitBytes: undefined,
       }),
     ).toEqual(['--max-semi-space-size=4']);
@@ -134,7 +134,7 @@ describe('execWithV8Sizing', () => {
   });
 
   it('leaves a process alone whose NODE_OPTIONS already size V8', async () => {
-    await expect(run('--max-semi-space-size=8')).resolves.toEqual({
+    await expect(run('--max-semi-space-size=8 --max-old-space-size=512')).resolves.toEqual({
       execArgv: [],
       args: ['run', '--flag'],
     });
