@@ -592,12 +592,13 @@ export function kubeEventSink(client: KubeClient): EventSink {
   const path = (namespace: string, name = ''): string =>
     `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events${name ? `/${encodeURIComponent(name)}` : ''}`;
   // Plain JSON both ways, no typed models: an Event per run transition made client-node's model
-  // (de)serialisation a visible part of the operator's CPU. The answers are not used.
+  // (de)serialisation a visible part of the operator's CPU. The answers are not used, so they
+  // are not decoded either (parsing them was ~1% of the operator's busy time at 50 runs/s).
   return {
     create: (namespace, body, signal) =>
-      client.request('POST', path(namespace), { body: JSON.stringify(body), signal }),
+      client.send('POST', path(namespace), { body: JSON.stringify(body), signal }),
     patchSeries: (namespace, name, series, signal) =>
-      client.request('PATCH', path(namespace, name), {
+      client.send('PATCH', path(namespace, name), {
         contentType: ContentType.MergePatch,
         body: JSON.stringify({ series }),
         signal,

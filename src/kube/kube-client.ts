@@ -165,12 +165,26 @@ export class KubeClient {
    * rejects with KubeHttpError (status code and body text) otherwise, with the signal's reason
    * when aborted or timed out, and with Node's network error when no answer came.
    */
-  async request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
+  request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
+    return this.#withTimeout(options, (signal) => this.#answer(method, path, options, signal));
+  }
+
+  /**
+   * A request whose answer the caller does not use (Event writes): as `request`, but a 2xx
+   * answer is read to its end without being decoded or parsed. A refusal still rejects with
+   * KubeHttpError and its body text.
+   */
+  send(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<void> {
+    return this.#withTimeout(options, (signal) => this.#sendOnly(method, path, options, signal));
+  }
+
+  #withTimeout<T>(
+    options: RequestOptions,
+    fn: (signal: AbortSignal | undefined) => Promise<T>,
+  ): Promise<T> {
     const timeoutMs = options.timeoutMs ?? this.#requestTimeoutMs;
-    if (timeoutMs === 0) return this.#answer(method, path, options, options.signal);
-    return withDeadline(options.signal, timeoutMs, (signal) =>
-      this.#answer(method, path, options, signal),
-    );
+    if (timeoutMs === 0) return fn(options.signal);
+    return withDeadline(options.signal, timeoutMs, fn);
   }
 
   async #answer(
@@ -184,6 +198,19 @@ export class KubeClient {
     const status = answer.statusCode;
     if (status < 200 || status > 299) throw new KubeHttpError(status, text);
     return text === '' ? undefined : JSON.parse(text);
+  }
+
+  async #sendOnly(
+    method: HttpMethod,
+    path: string,
+    options: RequestOptions,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const answer = await this.#start(method, path, options, signal, undefined);
+    const status = answer.statusCode;
+    if (status < 200 || status > 299)
+      throw new KubeHttpError(status, await readText(answer, signal));
+    await drain(answer, signal);
   }
 
   /**
@@ -423,14 +450,27 @@ export class KubeClient {
 
 /** The whole body as text; rejects with the signal's reason if it aborts first. */
 function readText(answer: Answer, signal: AbortSignal | undefined): Promise<string> {
+  let text = '';
+  answer.body.setEncoding('utf8');
+  return consume(answer, signal, (chunk) => {
+    text += String(chunk);
+  }).then(() => text);
+}
+
+/** Reads an answer's body to its end and drops it. */
+function drain(answer: Answer, signal: AbortSignal | undefined): Promise<void> {
+  return consume(answer, signal, () => {});
+}
+
+function consume(
+  answer: Answer,
+  signal: AbortSignal | undefined,
+  onData: (chunk: string | Buffer) => void,
+): Promise<void> {
   const response = answer.body;
-  return new Promise<string>((resolve, reject) => {
-    let text = '';
-    response.setEncoding('utf8');
-    response.on('data', (chunk: string) => {
-      text += chunk;
-    });
-    response.once('end', () => resolve(text));
+  return new Promise<void>((resolve, reject) => {
+    response.on('data', onData);
+    response.once('end', () => resolve());
     response.on('error', (error) => reject(signal?.aborted ? signal.reason : error));
     response.once('close', () => {
       if (!answer.complete()) {

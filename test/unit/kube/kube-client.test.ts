@@ -241,6 +241,27 @@ describe('KubeClient.request', () => {
   });
 });
 
+describe('KubeClient.send', () => {
+  it('resolves once a 2xx answer has been read, whatever it holds, and reuses the connection', async () => {
+    const { base, seen } = await serve((req, res) => {
+      if (req.url === '/refused') return json(res, 422, { kind: 'Status', reason: 'Invalid' });
+      // Not JSON: request() would fail to parse it; send() never looks at it.
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end('{"kind":"Event", cut');
+    });
+    const kube = client(base);
+    await expect(kube.send('POST', '/events', { body: '{"a":1}' })).resolves.toBeUndefined();
+    await expect(kube.send('POST', '/events', { body: '{"a":2}' })).resolves.toBeUndefined();
+    expect(seen.map((s) => [s.body, s.connection])).toEqual([
+      ['{"a":1}', 1],
+      ['{"a":2}', 1],
+    ]);
+    const refused = await rejection(kube.send('POST', '/refused', { body: '{}' }));
+    expect(refused).toBeInstanceOf(KubeHttpError);
+    expect((refused as KubeHttpError).reason).toBe('Invalid');
+  });
+});
+
 describe('KubeClient.watch', () => {
   it('decodes JSON lines split anywhere across chunks, multi-byte characters included', async () => {
     const events = [
