@@ -193,6 +193,7 @@ class Operator {
         component: 'agentrun-operator',
         logger,
         yieldTo: statusWrites,
+        omitReasons: config.EVENTS_OMIT,
       });
       events = recorder;
     }

@@ -38,6 +38,27 @@ export const Reason = {
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
+/** Reasons of Events that are not a `Succeeded` condition reason. */
+export const EventReason = {
+  /** An attempt's handler started (the condition's reason is then Running). */
+  Started: 'Started',
+  /** A run's audit row was given up after AUDIT_FINALIZER_DEADLINE_SECONDS (Warning). */
+  AuditLost: 'AuditLost',
+} as const;
+
+/**
+ * The reasons of every Event the operator records on an AgentRun: each change of the
+ * `Succeeded` condition's reason (Running as Started; Pending and Queued have none) and
+ * AuditLost. EVENTS_OMIT names some of these.
+ */
+export const EVENT_REASONS = [
+  EventReason.Started,
+  ...Object.values(Reason).filter(
+    (reason) => reason !== Reason.Running && reason !== Reason.Queued && reason !== Reason.Pending,
+  ),
+  EventReason.AuditLost,
+] as const;
+
 /** Reasons that end a run. */
 export type TerminalReason = Exclude<
   Reason,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EVENT_REASONS } from '../api/reasons.ts';
 
 /**
  * The operator's configuration: 12-factor environment variables, each overridable by a
@@ -34,6 +35,23 @@ const bindAddress = z
     'port must be at most 65535',
   );
 export type BindAddress = { host: string | undefined; port: number };
+
+/** A comma-separated list of Event reasons, each one the operator records. */
+const eventReasons = z.string().transform((value, ctx) => {
+  const reasons = value
+    .split(',')
+    .map((reason) => reason.trim())
+    .filter((reason) => reason !== '');
+  const known: ReadonlySet<string> = new Set(EVENT_REASONS);
+  const unknown = reasons.find((reason) => !known.has(reason));
+  if (unknown === undefined) return reasons;
+  ctx.issues.push({
+    code: 'custom',
+    input: value,
+    message: `"${unknown}" is not a reason of the operator's Events; expected some of ${EVENT_REASONS.join(', ')}`,
+  });
+  return z.NEVER;
+});
 
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -101,6 +119,13 @@ export const configSchema = z.object({
   JOB_AGENTS_ENABLED: bool.default(true),
   /** Job attempts followed at once (their work runs in the cluster, not in MAX_CONCURRENT_RUNS). */
   MAX_CONCURRENT_JOB_RUNS: int(1, 100_000).default(500),
+
+  /**
+   * Event reasons the operator does not record, comma-separated (as Kyverno's --omitEvents):
+   * "Started" leaves one Event per run, its outcome, and saves one of the four API writes the
+   * operator makes per run. The status and the audit row keep everything an Event says. Empty: all Events.
+   */
+  EVENTS_OMIT: eventReasons.default([]),
 
   /** The audit log in PostgreSQL (docs/compatibility.md). Off: no connection, no finalizer. */
   APPLYLENS_AGENT_AUDIT_ENABLED: bool.default(true),

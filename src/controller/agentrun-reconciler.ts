@@ -1,6 +1,6 @@
 import type { AgentRun, AgentRunStatus } from '../api/agentrun.ts';
 import { ConditionType, findCondition } from '../api/conditions.ts';
-import { AuditReason, Reason } from '../api/reasons.ts';
+import { AuditReason, EventReason, Reason } from '../api/reasons.ts';
 import type { JsonObject } from '../handlers/handler.ts';
 import { TokenBucket } from '../kube/token-bucket.ts';
 import type { Logger } from '../util/log.ts';
@@ -296,7 +296,7 @@ export class AgentRunReconciler {
     if (run.status && !audit.isPending(run.metadata.uid)) void audit.queue(key, run, run.status);
     const message = `the audit row was not written within ${Math.round(audit.deadlineMs / 1000)} s; letting the run go`;
     await this.#write(run, this.#audited(run, AuditReason.Abandoned, message));
-    this.#options.events.record(run, 'Warning', 'AuditLost', message);
+    this.#options.events.record(run, 'Warning', EventReason.AuditLost, message);
     this.#options.audit?.onLost?.();
     this.#log(run).error('audit row abandoned after the deadline');
   }
@@ -614,7 +614,7 @@ export class AgentRunReconciler {
         now.reason === Reason.AgentNotFound
           ? 'Warning'
           : 'Normal';
-      const reason = now.reason === Reason.Running ? 'Started' : now.reason;
+      const reason = now.reason === Reason.Running ? EventReason.Started : now.reason;
       // No Event for Queued: the status says it, and in a burst every waiting run would add a
       // second API write to the one the status already costs.
       if (now.reason !== Reason.Queued) this.#options.events.record(run, type, reason, now.message);

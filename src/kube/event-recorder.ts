@@ -119,6 +119,8 @@ export interface EventRecorderOptions {
   readonly yieldTo?: { giveWay(signal: AbortSignal): Promise<void> } | undefined;
   /** Default kubeEventSink(client). */
   readonly sink?: EventSink;
+  /** Reasons never recorded (EVENTS_OMIT): `record` drops them before anything else. */
+  readonly omitReasons?: Iterable<string>;
 }
 
 export type DropReason = 'overflow' | 'spam' | 'invalid' | 'stopped';
@@ -174,6 +176,7 @@ export class EventRecorder {
   readonly #perObjectQps: number;
   readonly #correlationWindowMs: number;
   readonly #requestTimeoutMs: number;
+  readonly #omitted: ReadonlySet<string>;
   readonly #bucket: TokenBucket;
   readonly #series = new LRUCache<string, Series>({ max: CACHE_SIZE });
   readonly #spam = new LRUCache<string, TokenBucket>({ max: CACHE_SIZE });
@@ -204,6 +207,7 @@ export class EventRecorder {
     this.#perObjectQps = options.perObjectQps ?? d.perObjectQps;
     this.#correlationWindowMs = options.correlationWindowMs ?? d.correlationWindowMs;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? d.requestTimeoutMs;
+    this.#omitted = new Set(options.omitReasons ?? []);
     if (!Number.isInteger(this.#maxPending) || this.#maxPending < 1) {
       throw new RangeError(
         `event recorder: maxPending must be an integer >= 1, got ${this.#maxPending}`,
@@ -233,6 +237,7 @@ export class EventRecorder {
     message: string,
     action: string = reason,
   ): void {
+    if (this.#omitted.has(reason)) return;
     try {
       this.#enqueueEvent(object, type, reason, message, action);
     } catch (error) {

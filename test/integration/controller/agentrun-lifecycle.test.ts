@@ -76,6 +76,22 @@ describe('AgentRun lifecycle', () => {
     expect(events).toEqual(['Started', 'Succeeded']);
   });
 
+  it('records no Event of a reason EVENTS_OMIT names, and the others as before', async () => {
+    const { runs } = await setup('omit', { EVENTS_OMIT: 'Started' });
+    await runs.create('quiet', { agent: 'noop', objective: 'one Event' });
+    await runs.waitForPhase('quiet', 'Succeeded');
+    // The recorder writes in order, one at a time: a Started Event would be in before this one.
+    const events = await waitFor('the Succeeded event', async () => {
+      const list = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({
+        namespace: runs.namespace,
+        fieldSelector: `regarding.name=quiet`,
+      });
+      const reasons = list.items.map((e) => e.reason);
+      return reasons.includes('Succeeded') ? reasons : undefined;
+    });
+    expect(events).toEqual(['Succeeded']);
+  });
+
   it('fails a run whose agent is unknown, naming the known agents', async () => {
     // At once: the unknown-agent grace has its own tests (agentdefinition.test.ts).
     const { runs } = await setup('unknown', { UNKNOWN_AGENT_GRACE_SECONDS: '0' });

@@ -39,6 +39,7 @@ const DEFAULTS = {
   AUDIT_RETENTION_DAYS: 90,
   AUDIT_SYNC_WAIT_MS: 250,
   AUDIT_FINALIZER_DEADLINE_SECONDS: 3_600,
+  EVENTS_OMIT: [],
   APPLYLENS_AGENT_METRICS_ENABLED: true,
   METRICS_BIND_ADDRESS: { host: undefined, port: 8080 },
   METRICS_SECURE: false,
@@ -271,6 +272,27 @@ describe('loadConfig: environment parsing', () => {
   it('rejects an unknown LOG_LEVEL', () => {
     const error = configError(() => loadConfig({ LOG_LEVEL: 'verbose' }, []));
     expect(error.problems[0]).toMatch(/^LOG_LEVEL: /);
+  });
+
+  it('takes EVENTS_OMIT as a comma-separated list of the Events reasons, spaces allowed', () => {
+    expect(loadConfig({ EVENTS_OMIT: 'Started, Succeeded,' }, []).EVENTS_OMIT).toEqual([
+      'Started',
+      'Succeeded',
+    ]);
+    expect(loadConfig({}, ['--events-omit=AuditLost']).EVENTS_OMIT).toEqual(['AuditLost']);
+  });
+
+  it('rejects an EVENTS_OMIT reason the operator never records, naming the ones it does', () => {
+    // Running is the condition's reason; its Event says Started. A typo must not pass silently.
+    for (const wrong of ['Startd', 'Running', 'Queued']) {
+      const error = configError(() => loadConfig({ EVENTS_OMIT: `Succeeded,${wrong}` }, []));
+      expect(error.problems).toHaveLength(1);
+      expect(error.problems[0]).toMatch(
+        new RegExp(
+          `^EVENTS_OMIT: "${wrong}" is not a reason of the operator's Events; expected some of Started, .*Succeeded.*, AuditLost$`,
+        ),
+      );
+    }
   });
 
   it('takes string settings as they are', () => {

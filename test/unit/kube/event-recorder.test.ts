@@ -174,6 +174,16 @@ describe('EventRecorder', () => {
     expect(events.counters()).toMatchObject({ sent: 1, failed: 0, dropped: 0 });
   });
 
+  it('never writes an Event whose reason it was told to omit (EVENTS_OMIT), nor counts it', async () => {
+    const sink = new FakeSink();
+    const events = recorder(sink, { omitReasons: ['Started'] });
+    events.record(run('r1'), 'Normal', 'Started', 'attempt 1 running');
+    events.record(run('r1'), 'Normal', 'Succeeded', 'done');
+    await settle();
+    expect(sink.creates().map((call) => call.event?.reason)).toEqual(['Succeeded']);
+    expect(events.counters()).toMatchObject({ sent: 1, dropped: 0 });
+  });
+
   it('folds identical events into one Event with a series count', async () => {
     const sink = new FakeSink();
     const events = recorder(sink);
