@@ -284,15 +284,19 @@ export function supersedes(
 /**
  * The record to keep of two for the same run, `current` queued before `next`: `current` if
  * `next` does not supersede it, else `next` completed from `current` the way the upsert completes
- * a stored row (most attempts, earliest start, plan and user filled in when `next` lacks them),
- * so a start and a finish that meet in a queue lose nothing the start alone would have stored.
+ * a stored row (most attempts, the earliest start unless neither started, plan and user filled
+ * in when `next` lacks them), so a start and a finish that meet in a queue lose nothing the start alone would have stored.
  */
 export function mergeRecords(current: SanitisedRecord, next: SanitisedRecord): SanitisedRecord {
   if (!supersedes(next, current)) return current;
   const merged = {
     ...next,
     attempts: Math.max(next.attempts, current.attempts),
-    startedAt: new Date(Math.min(next.startedAt.getTime(), current.startedAt.getTime())),
+    // A run that never started has no start to keep: its startedAt is its finish (as upsert).
+    startedAt:
+      next.attempts === 0 && current.attempts === 0
+        ? next.startedAt
+        : new Date(Math.min(next.startedAt.getTime(), current.startedAt.getTime())),
     planJson: next.planJson ?? current.planJson,
     userEmail: next.userEmail ?? current.userEmail,
   };

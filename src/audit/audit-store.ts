@@ -70,7 +70,10 @@ const INSERT_COLUMNS: ReadonlyArray<readonly [string, string, (row: SanitisedRec
  *   status Kubernetes keeps. A replayed finish (the same finished_at) or an older one changes
  *   nothing;
  * - attempts and started_at only move one way (the most attempts, the earliest start), and
- *   plan/user_email are filled in, never erased.
+ *   plan/user_email are filled in, never erased. Except for a run that never started (0
+ *   attempts on both sides): its started_at is only its finish time, so a later decision's
+ *   finish replaces it with its own. Otherwise a process killed between its row and its status
+ *   ("canceled before it started") leaves a start the status never shows (scenario 1 found it).
  */
 const ON_CONFLICT = `
 ON CONFLICT (run_id) DO UPDATE SET
@@ -81,7 +84,10 @@ ON CONFLICT (run_id) DO UPDATE SET
   status = EXCLUDED.status,
   reason = EXCLUDED.reason,
   attempts = GREATEST(agent_audit_log.attempts, EXCLUDED.attempts),
-  started_at = LEAST(agent_audit_log.started_at, EXCLUDED.started_at),
+  started_at = CASE
+    WHEN EXCLUDED.attempts = 0 AND agent_audit_log.attempts = 0 THEN EXCLUDED.started_at
+    ELSE LEAST(agent_audit_log.started_at, EXCLUDED.started_at)
+  END,
   finished_at = EXCLUDED.finished_at,
   duration_ms = EXCLUDED.duration_ms,
   plan = COALESCE(EXCLUDED.plan, agent_audit_log.plan),

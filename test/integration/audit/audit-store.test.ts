@@ -212,6 +212,28 @@ describe('idempotent replays', () => {
     expect(await rowsOf('r2')).toEqual([expect.objectContaining({ status: 'succeeded' })]);
   });
 
+  it("a run that never started takes the later decision's time as its start, a started one keeps its first", async () => {
+    // A process killed between the row of "canceled before it started" and its status: the next
+    // one cancels again, later. The status it writes says finishedAt = that later time and no
+    // start, so the row's started_at (a never-started run's finish) must follow it.
+    const never: Partial<AuditRecord> = {
+      status: 'canceled',
+      reason: 'Canceled',
+      attempts: 0,
+      startedAt: null,
+    };
+    const later = new Date(T1.getTime() + 2_400);
+    await store.upsert([finish('r1', never)]);
+    await store.upsert([finish('r1', { ...never, finishedAt: later, durationMs: 0 })]);
+    expect(await rowsOf('r1')).toEqual([
+      expect.objectContaining({ started_at: later, finished_at: later, attempts: 0 }),
+    ]);
+    // One that ran keeps its first start through a later decision.
+    await store.upsert([start('r2')]);
+    await store.upsert([finish('r2', { startedAt: later, finishedAt: later })]);
+    expect(await rowsOf('r2')).toEqual([expect.objectContaining({ started_at: T0 })]);
+  });
+
   it('a finish without a start inserts a complete row; its start arriving later is ignored', async () => {
     await store.upsert([finish('r1')]);
     await store.upsert([start('r1')]);

@@ -331,6 +331,14 @@ describe('supersedes and dedupeByRunId', () => {
     expect(mergeRecords(finish, start)).toBe(finish);
   });
 
+  it('gives a never-started run the later finish as its start, as the upsert does', () => {
+    const later = new Date(T1.getTime() + 2_400);
+    const never = { status: 'canceled', attempts: 0, startedAt: null } as const;
+    const first = finishedRow('a', 'first', never);
+    const again = finishedRow('a', 'again', { ...never, finishedAt: later });
+    expect(dedupeByRunId([first, again])[0]).toMatchObject({ startedAt: later, finishedAt: later });
+  });
+
   it('returns an empty list for no records', () => {
     expect(dedupeByRunId([])).toEqual([]);
   });
